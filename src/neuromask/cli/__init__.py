@@ -1,0 +1,1 @@
+"""The ``neuromask`` command line: argument parsing, progress display and exit codes."""

