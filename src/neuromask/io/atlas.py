@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,7 +61,11 @@ class Atlas:
             else:
                 matches = [n for n in known if n in (f"{name}_L", f"{name}_R")]
             if not matches:
-                hint = [n for n in known if name.lower() in n.lower()][:6]
+                lowered = {n.lower(): n for n in known}
+                close = difflib.get_close_matches(name.lower(), list(lowered), n=6, cutoff=0.6)
+                hint = [lowered[c] for c in close] or [
+                    n for n in known if name.lower() in n.lower()
+                ][:6]
                 raise ParameterError(
                     f"Unknown ROI {name!r} in atlas {self.name}"
                     + (

@@ -1,0 +1,5 @@
+"""``python -m neuromask`` runs the command line."""
+
+from neuromask.cli.main import main
+
+main()

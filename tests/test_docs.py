@@ -1,0 +1,56 @@
+"""Docs match the code: docstring examples run, the README names real commands, the
+README's test command is the one CI runs, and the code passes the linter."""
+
+import doctest
+import importlib
+import pkgutil
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import neuromask
+from neuromask.cli.main import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_docstring_examples_run():
+    failures = []
+    for info in pkgutil.walk_packages(neuromask.__path__, prefix="neuromask."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        if result.failed:
+            failures.append(info.name)
+    assert not failures
+
+
+def test_readme_commands_exist():
+    readme = (ROOT / "README.md").read_text()
+    code = re.findall(r"```.*?```", readme, flags=re.DOTALL) + re.findall(r"`[^`\n]+`", readme)
+    used = {m for block in code for m in re.findall(r"neuromask ([a-z][a-z-]+)", block)}
+    assert used, "the README shows no neuromask command"
+    unknown = used - set(cli.commands)
+    assert not unknown, f"README mentions commands that do not exist: {unknown}"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "<!-- test-command -->" in readme
+    assert "<!-- demo-command -->" in readme
+    assert "test-command" in ci and "README.md" in ci
+
+
+@pytest.mark.skipif(
+    shutil.which("ruff") is None and not (ROOT / ".venv/bin/ruff").exists(),
+    reason="ruff is not installed",
+)
+def test_code_passes_the_linter():
+    ruff = shutil.which("ruff") or str(ROOT / ".venv/bin/ruff")
+    proc = subprocess.run([ruff, "check", "src", "tests"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
