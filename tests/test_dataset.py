@@ -86,3 +86,20 @@ def test_missing_file_is_named(tiny_cohort, sessions, tmp_path):
     path.unlink()
     with pytest.raises(MissingFileError, match=path.name):
         load_gm_maps(caps, sessions, progress=False)
+
+
+def test_dartel_maps_are_read_from_their_own_folder(tiny_cohort, sessions, tmp_path):
+    from neuromask.io.caps import gm_map_path as path_of
+
+    caps = tmp_path / "caps"
+    for p, s in zip(sessions["participant_id"], sessions["session_id"], strict=True):
+        data, grid = load_volume(path_of(tiny_cohort.caps, p, s))
+        target = path_of(caps, p, s, dartel_group="AD")
+        assert target.parent.name == "group-AD" and target.parent.parent.name == "dartel"
+        assert target.name.endswith("_modulated-on_probability.nii.gz")
+        save_volume(target, 2 * data, grid)
+    data = load_gm_maps(caps, sessions, dartel_group="AD", progress=False)
+    plain = load_gm_maps(tiny_cohort.caps, sessions, progress=False)
+    np.testing.assert_allclose(data.images, 2 * plain.images)
+    with pytest.raises(MissingFileError):
+        load_gm_maps(caps, sessions, progress=False)
