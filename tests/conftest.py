@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,8 @@ matplotlib.use("Agg")
 
 from neuromask.data.synthetic import SynthConfig, generate_cohort  # noqa: E402
 from neuromask.io.grid import Grid  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 TINY = SynthConfig(voxel_size=6.0, subjects_per_class=8, sessions=(1, 3), qc_failures=3, seed=0)
 
@@ -52,3 +55,44 @@ def tiny_split_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("split_input") / "participants.tsv"
     df.sample(frac=1.0, random_state=0).to_csv(path, sep="\t", index=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server for the tests; .ci/run installs it where it is missing."""
+    import os
+
+    from postgres_server import find_bin_dir, start_server
+
+    if find_bin_dir() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed; .ci/run should have installed it")
+        pytest.skip("PostgreSQL (initdb) is not installed on this machine")
+    server = start_server()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_training(tiny_cohort, tmp_path_factory):
+    """The tiny cohort without its QC failures, split (2 test subjects per class, 2 folds),
+    and a training config that runs in seconds."""
+    import pandas as pd
+
+    from neuromask.data.split import SplitConfig, make_splits, write_splits
+    from neuromask.io.participants import read_participants
+
+    root = tmp_path_factory.mktemp("tiny_training")
+    sessions = read_participants(tiny_cohort.participants)
+    truth = pd.read_csv(tiny_cohort.ground_truth / "sessions.tsv", sep="\t")
+    clean = sessions[(truth["qc_failure"] == "none").to_numpy()]
+    split = write_splits(
+        make_splits(clean, SplitConfig(test_subjects_per_class=2, folds=2, p_threshold=0.2)),
+        root / "split",
+    )
+    config = root / "tiny.toml"
+    config.write_text(
+        "learning_rate = 0.01\nbatch_size = 4\nmax_epochs = 3\npatience = 5\n"
+        "[model]\nn_blocks = 2\nfirst_filters = 2\nmax_filters = 4\nsub_blocks = [1, 1]\n"
+    )
+    return {"caps": tiny_cohort.caps, "split": split, "config": config, "root": root}

@@ -18,6 +18,7 @@ from rich.progress import (
 T = TypeVar("T")
 
 _console = Console(stderr=True)
+console = _console
 
 
 def track(
@@ -42,3 +43,41 @@ def track(
         for item in items:
             yield item
             bar.advance(task)
+
+
+class Bar:
+    """A single progress bar whose text can change as work goes (e.g. a running loss).
+
+    >>> with Bar(3, "epoch 1", enabled=False) as bar:
+    ...     bar.advance(1, "loss 0.69")
+    """
+
+    def __init__(self, total: int, description: str, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.description = description
+        self._progress: Progress | None = None
+        self._task = None
+        self.total = total
+
+    def __enter__(self) -> Bar:
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=_console,
+                transient=False,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.description, total=self.total, status="")
+        return self
+
+    def advance(self, n: int = 1, status: str = "") -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=n, status=status)  # type: ignore[arg-type]
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)

@@ -40,11 +40,15 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from neuromask.cli import data_commands, demo
+    from neuromask.cli import data_commands, demo, train_commands
 
     cli.add_command(data_commands.synth)
     cli.add_command(data_commands.qc)
     cli.add_command(data_commands.split)
+    cli.add_command(train_commands.train)
+    cli.add_command(train_commands.evaluate)
+    cli.add_command(train_commands.summary)
+    cli.add_command(train_commands.search)
     cli.add_command(demo.demo)
 
 

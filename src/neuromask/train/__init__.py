@@ -1,0 +1,1 @@
+"""Training, evaluation and hyperparameter search of the CNN classifiers."""

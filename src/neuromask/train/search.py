@@ -1,0 +1,258 @@
+"""Random search over the paper's space with Optuna: ``neuromask search``.
+
+One trial samples an architecture and training settings, trains run 0 of one split
+(split 0 by default) and scores its best validation balanced accuracy. Trials live in an
+Optuna storage: an SQLite file in the output folder by default (embedded, no server), or
+any storage URL (PostgreSQL) so that workers on several machines share one study.
+
+- Each trial trains into ``OUT/trials/<key>/``, where the key is a hash of its settings:
+  a trial that a dead worker left behind is retried (Optuna's heartbeat marks it stale and
+  re-queues it) and resumes from its last checkpoint.
+- Workers stop once the study holds ``trials`` completed trials; several workers may
+  overshoot by at most one trial each.
+- ``OUT/best_config.toml`` is the best trial's configuration, in the format ``train``
+  reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import tomli_w
+import torch
+
+from neuromask.data.dataset import load_gm_maps
+from neuromask.errors import ParameterError
+from neuromask.io.atomic import atomic_path
+from neuromask.models.cnn import CNNConfig
+from neuromask.train.config import TrainConfig, train_config_to_toml_mapping
+from neuromask.train.cross_validation import run_seed
+from neuromask.train.splits_io import read_split_folder, row_indices
+from neuromask.train.tensors import image_tensor, labels_of, normalize_images
+from neuromask.train.trainer import train_run
+
+STUDY_NAME = "neuromask-search"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The paper's search space. Every trial samples each dimension independently."""
+
+    n_blocks: tuple[int, int] = (3, 7)
+    first_filters: tuple[int, ...] = (4, 8, 16, 32)
+    max_filters: int = 256
+    sub_blocks: tuple[int, int] = (1, 3)
+    downsampling: tuple[str, ...] = ("maxpool", "stride")
+    fc_layers: tuple[int, int] = (1, 3)
+    dropout: tuple[float, float] = (0.0, 0.5)
+    learning_rate: tuple[float, float] = (1e-5, 1e-2)
+    weight_decay: tuple[float, float] = (1e-6, 1e-2)
+    batch_size: tuple[int, ...] = (2, 4, 8, 16)
+    normalization: tuple[str, ...] = ("none", "zscore", "minmax")
+
+
+def load_search_config(path: str | os.PathLike[str] | None) -> tuple[TrainConfig, SearchSpace]:
+    """Settings outside the space (a TrainConfig) and, from an optional ``[search]`` table,
+    narrower ranges of the search space (the keys of :class:`SearchSpace`)."""
+    from neuromask.config import from_mapping, read_toml
+    from neuromask.train.config import train_config_from_mapping
+
+    if path is None:
+        return TrainConfig(), SearchSpace()
+    data = read_toml(path)
+    space = from_mapping(SearchSpace, data.pop("search", {}), source=str(path), prefix="search.")
+    return train_config_from_mapping(data, source=str(path)), space
+
+
+def sample_config(
+    trial: optuna.Trial, base: TrainConfig, space: SearchSpace, input_shape: tuple[int, int, int]
+) -> TrainConfig:
+    """A training configuration drawn from ``space``; settings outside the space come from
+    ``base`` (epochs, patience, seed, device)."""
+    n_blocks = trial.suggest_int("n_blocks", *space.n_blocks)
+    first = trial.suggest_categorical("first_filters", list(space.first_filters))
+    sub_blocks = tuple(
+        trial.suggest_int(f"sub_blocks_{b}", *space.sub_blocks) for b in range(n_blocks)
+    )
+    n_fc = trial.suggest_int("n_fc", *space.fc_layers)
+    probe = CNNConfig(
+        n_blocks=n_blocks,
+        first_filters=first,
+        max_filters=max(first, space.max_filters),
+        sub_blocks=sub_blocks,
+    )
+    flat = int(np.prod(probe.feature_shape(input_shape)))
+    hidden = tuple(max(8, flat // 8 ** (i + 1)) for i in range(n_fc - 1))
+    model = CNNConfig(
+        n_blocks=n_blocks,
+        first_filters=first,
+        max_filters=max(first, space.max_filters),
+        sub_blocks=sub_blocks,
+        downsampling=trial.suggest_categorical("downsampling", list(space.downsampling)),
+        fc_layers=hidden,
+        dropout=trial.suggest_float("dropout", *space.dropout),
+    )
+    return dataclasses.replace(
+        base,
+        model=model,
+        model_preset="paper",
+        learning_rate=trial.suggest_float("learning_rate", *space.learning_rate, log=True),
+        weight_decay=trial.suggest_float("weight_decay", *space.weight_decay, log=True),
+        batch_size=trial.suggest_categorical("batch_size", list(space.batch_size)),
+        normalization=trial.suggest_categorical("normalization", list(space.normalization)),
+    )
+
+
+def config_key(config: TrainConfig) -> str:
+    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def open_storage(url: str, heartbeat_s: int) -> optuna.storages.RDBStorage:
+    """An RDB storage with a heartbeat, so that trials of dead workers are retried."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        engine_kwargs = {"connect_args": {"timeout": 120}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+    return optuna.storages.RDBStorage(
+        url,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=heartbeat_s,
+        grace_period=2 * heartbeat_s,
+        heartbeat_stale_trial_callback=retry,
+    )
+
+
+def run_search(
+    caps: str | os.PathLike[str],
+    split_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    trials: int = 20,
+    base: TrainConfig | None = None,
+    space: SearchSpace | None = None,
+    storage: str | None = None,
+    study_name: str = STUDY_NAME,
+    split: int = 0,
+    seed: int | None = None,
+    heartbeat_s: int = 60,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> optuna.Study:
+    """Run trials until the study holds ``trials`` completed ones; return the study."""
+    if trials < 1:
+        raise ParameterError(f"--trials must be at least 1, got {trials}")
+    base = base or TrainConfig()
+    space = space or SearchSpace()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{(out / 'search.db').resolve()}"
+    folder = read_split_folder(split_dir, [split])
+    train, validation = folder.folds[split]
+    data = load_gm_maps(
+        caps, folder.train_val, cache_dir=cache_dir or out / "cache", progress=progress
+    )
+    raw = np.asarray(data.images)
+    labels = torch.from_numpy(labels_of(folder.train_val, "train_val.tsv").copy())
+    train_idx = np.asarray(row_indices(folder.train_val, train))
+    val_idx = np.asarray(row_indices(folder.train_val, validation))
+    tensors: dict[str, torch.Tensor] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        config = sample_config(trial, base, space, data.grid.shape)
+        key = config_key(config)
+        trial.set_user_attr("config", train_config_to_toml_mapping(config))
+        trial.set_user_attr("run_dir", str(out / "trials" / key))
+        if config.normalization not in tensors:
+            tensors[config.normalization] = image_tensor(
+                normalize_images(raw, config.normalization)
+            )
+        result = train_run(
+            tensors[config.normalization],
+            labels,
+            train_idx,
+            val_idx,
+            validation,
+            config,
+            out / "trials" / key,
+            run_seed=run_seed(config.seed, 0),
+            record={
+                "split": split,
+                "run": 0,
+                "caps": str(caps),
+                "split_dir": str(split_dir),
+                "grid": data.grid.to_dict(),
+                "search_trial": trial.number,
+            },
+            progress=progress,
+        )
+        return float(result.validation["balanced_accuracy"])
+
+    sampler_seed = int(
+        np.random.SeedSequence(
+            [seed if seed is not None else time.time_ns(), os.getpid()]
+        ).generate_state(1)[0]
+    )
+    study = _open_study(storage, study_name, heartbeat_s, sampler_seed)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    while True:
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        complete = states.count(optuna.trial.TrialState.COMPLETE)
+        pending = states.count(optuna.trial.TrialState.RUNNING) + states.count(
+            optuna.trial.TrialState.WAITING
+        )
+        if complete >= trials or (
+            complete + pending >= trials and optuna.trial.TrialState.WAITING not in states
+        ):
+            break
+        study.optimize(objective, n_trials=1, catch=())
+    write_best_config(study, out / "best_config.toml")
+    return study
+
+
+def _open_study(storage: str, study_name: str, heartbeat_s: int, sampler_seed: int) -> optuna.Study:
+    """Create or load the study; workers starting at the same moment may race to create
+    the tables, so a failed attempt is retried."""
+    import sqlalchemy.exc
+
+    for attempt in range(5):
+        try:
+            return optuna.create_study(
+                study_name=study_name,
+                storage=open_storage(storage, heartbeat_s),
+                direction="maximize",
+                sampler=optuna.samplers.RandomSampler(seed=sampler_seed),
+                load_if_exists=True,
+            )
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+def write_best_config(study: optuna.Study, path: Path) -> Path | None:
+    """The best completed trial's configuration as TOML (nothing when none completed)."""
+    try:
+        best = study.best_trial
+    except ValueError:
+        return None
+    config = dict(best.user_attrs["config"])
+    header = (
+        f"# Best of {len(study.trials)} trials of study {study.study_name!r}: trial {best.number}, "
+        f"validation balanced accuracy {best.value:.4f}\n"
+    )
+    with atomic_path(path) as tmp:
+        tmp.write_text(header + tomli_w.dumps(config))
+    return path
