@@ -22,7 +22,9 @@ def write(tmp_path, text):
 def test_defaults_without_file():
     config = load_train_config(None)
     assert config == TrainConfig()
-    assert config.model == get_preset("conv5_fc3") and config.max_epochs == 30 and config.patience == 5
+    assert (
+        config.model == get_preset("conv5_fc3") and config.max_epochs == 30 and config.patience == 5
+    )
 
 
 def test_preset_with_overrides(tmp_path):

@@ -91,8 +91,10 @@ def test_a_run_learns_and_writes_its_outputs(tmp_path):
         "time_s",
     ):
         assert column in history.columns
-    best = int(history["validation_balanced_accuracy"].idxmax())
-    assert result.best_epoch == history["epoch"][best]
+    top = history[
+        history["validation_balanced_accuracy"] == history["validation_balanced_accuracy"].max()
+    ]
+    assert result.best_epoch == top.loc[top["validation_loss"].idxmin(), "epoch"]
     predictions = pd.read_csv(tmp_path / "run" / "validation_predictions.tsv", sep="\t")
     assert list(predictions.columns) == [
         "participant_id",

@@ -40,7 +40,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from neuromask.cli import data_commands, demo, train_commands
+    from neuromask.cli import data_commands, demo, mask_commands, train_commands
 
     cli.add_command(data_commands.synth)
     cli.add_command(data_commands.qc)
@@ -49,6 +49,7 @@ def _register() -> None:
     cli.add_command(train_commands.evaluate)
     cli.add_command(train_commands.summary)
     cli.add_command(train_commands.search)
+    cli.add_command(mask_commands.mask)
     cli.add_command(demo.demo)
 
 

@@ -46,6 +46,8 @@ def normalize_images(images: np.ndarray, method: str) -> np.ndarray:
 def image_tensor(images: np.ndarray) -> torch.Tensor:
     """(N, 1, X, Y, Z) tensor sharing memory with ``images`` when it is a plain array."""
     array = np.ascontiguousarray(images)
+    if not array.flags.writeable:  # a read-only memory map of the cache: read it into memory once
+        array = array.copy()
     return torch.from_numpy(array).unsqueeze(1)
 
 

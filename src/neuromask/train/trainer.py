@@ -2,8 +2,9 @@
 
 - Cross-entropy loss, Adam with weight decay, shuffled mini-batches.
 - After each epoch the validation set is scored. The selected model is the epoch with
-  the highest validation balanced accuracy (the first one on ties); the model with the
-  lowest validation loss is kept as well.
+  the highest validation balanced accuracy, ties going to the lower validation loss (on
+  small validation sets many epochs reach the same accuracy, and the first of them is
+  often barely confident); the model with the lowest validation loss is kept as well.
 - Early stopping as in the paper: training stops once the validation loss has stayed
   above its lowest value for ``patience`` consecutive epochs.
 - Every epoch ends with a checkpoint. Rerunning the same run resumes from it and ends
@@ -189,8 +190,9 @@ def train_run(
                 f"  validation loss {val_loss:.4f}, balanced accuracy "
                 f"{val_metrics['balanced_accuracy']:.3f} ({row['time_s']:.1f} s)"
             )
-        if val_metrics["balanced_accuracy"] > best["ba"]:
-            best.update(ba=val_metrics["balanced_accuracy"], ba_epoch=epoch)
+        ba = val_metrics["balanced_accuracy"]
+        if ba > best["ba"] or (ba == best["ba"] and val_loss < best["ba_loss"]):
+            best.update(ba=ba, ba_epoch=epoch, ba_loss=val_loss)
             best_ba_state = cpu_state(model)
         if val_loss < best["loss"]:
             best.update(loss=val_loss, loss_epoch=epoch, since_best_loss=0)

@@ -1,0 +1,176 @@
+"""``neuromask mask group`` and ``neuromask mask session``."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from neuromask.cli.display import console, print_table
+
+
+def _mask_config(preset: str, config_path: Path | None):
+    from neuromask.config import from_mapping, read_toml, to_mapping
+    from neuromask.explain import MaskConfig, mask_preset
+
+    config = mask_preset(preset)
+    if config_path is not None:
+        data = read_toml(config_path)
+        config = from_mapping(MaskConfig, {**to_mapping(config), **data}, source=str(config_path))
+    return config
+
+
+_COMMON = [
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="TOML file of mask settings (beta1, beta2, lambda1, lambda2, learning_rate, mu, "
+        "score, max_epochs, patience, tolerance, batch_size, restrict_to_brain, seed) "
+        "applied on top of the preset.",
+    ),
+    click.option(
+        "--overwrite", is_flag=True, help="Replace OUT if it holds another job's results."
+    ),
+    click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default="auto",
+        help="Where to run the CNN.",
+    ),
+    click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Keep the loaded images in this folder (.npy) for the next run.",
+    ),
+    click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+]
+
+
+def _common(f):
+    for option in reversed(_COMMON):
+        f = option(f)
+    return f
+
+
+@click.group()
+def mask() -> None:
+    """Optimised 3D perturbation masks of a trained CNN (meaningful perturbation)."""
+
+
+@mask.command("group")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("caps", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("tsv", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--validation",
+    "validation_tsv",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Sessions whose masking loss drives early stopping. Default: the validation set "
+    "of the split the model was trained on.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["group", "small-cohort"]),
+    default="group",
+    help="The paper's settings: patience 5 and 150 epochs, or patience 25 and 300 epochs "
+    "for a smaller cohort.",
+)
+@_common
+def group(
+    model_dir: Path,
+    caps: Path,
+    tsv: Path,
+    out: Path,
+    validation_tsv: Path | None,
+    preset: str,
+    config_path: Path | None,
+    overwrite: bool,
+    device: str,
+    cache_dir: Path | None,
+    quiet: bool,
+) -> None:
+    """One mask for the AD sessions of TSV that the CNN classifies correctly.
+
+    Writes OUT/mask.nii.gz (values above 0.95 set to 1), OUT/mask_raw.nii.gz,
+    OUT/history.tsv, OUT/selection.tsv, OUT/image_losses.tsv and OUT/result.json.
+    Rerun the same command after an interruption to resume.
+    """
+    from neuromask.mask_jobs import group_mask_job
+
+    config = _mask_config(preset, config_path)
+    result = group_mask_job(
+        model_dir,
+        caps,
+        tsv,
+        out,
+        config,
+        validation_tsv=validation_tsv,
+        overwrite=overwrite,
+        device=device,
+        cache_dir=cache_dir,
+        progress=not quiet,
+    )
+    console.print(
+        f"Group mask from {result.n_images} AD sessions ({result.n_validation} for validation): "
+        f"{len(result.history)} epochs, mean P(AD) of masked validation images "
+        f"{result.validation_p_ad:.3f} -> {out / 'mask.nii.gz'}"
+    )
+
+
+@mask.command("session")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("caps", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("tsv", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Sessions optimised at once (one forward/backward pass). Default: the preset's.",
+)
+@_common
+def session(
+    model_dir: Path,
+    caps: Path,
+    tsv: Path,
+    out: Path,
+    batch_size: int | None,
+    config_path: Path | None,
+    overwrite: bool,
+    device: str,
+    cache_dir: Path | None,
+    quiet: bool,
+) -> None:
+    """One mask per AD session of TSV that the CNN classifies correctly.
+
+    Uses the paper's session settings (lambda1 and lambda2 x 100, patience 200, at most
+    5,000 epochs, tolerance 0.01). Writes OUT/sub-<P>_ses-<S>_mask.nii.gz and
+    OUT/index.tsv (final loss, epochs, P(AD) before and after masking). Rerun the same
+    command after an interruption: finished sessions are kept.
+    """
+    from neuromask.mask_jobs import session_mask_job
+
+    config = _mask_config("session", config_path)
+    if batch_size is not None:
+        config = dataclasses.replace(config, batch_size=batch_size)
+    result = session_mask_job(
+        model_dir,
+        caps,
+        tsv,
+        out,
+        config,
+        overwrite=overwrite,
+        device=device,
+        cache_dir=cache_dir,
+        progress=not quiet,
+    )
+    columns = ["participant_id", "session_id", "epochs", "p_ad_before", "p_ad_after"]
+    print_table(
+        result.index[columns], title=f"Session masks ({result.skipped} kept from an earlier run)"
+    )

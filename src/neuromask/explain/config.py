@@ -1,0 +1,93 @@
+"""Settings of mask optimisation, with the paper's presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from neuromask.errors import ParameterError
+
+SCORES = ("probability", "log_probability", "logit")
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """Hyperparameters of the masking loss and of its optimisation.
+
+    The loss of a mask m is ``lambda1 * sum |1 - m|^beta1 + lambda2 * sum ||grad m||_beta2^beta2
+    + f(m * X + (1 - m) * mu)``, where f is the frozen CNN's score for the target class
+    (``score``: softmax probability, log-probability or logit). Adam with ``learning_rate``
+    minimises it; m stays in [0, 1].
+
+    ``size_epsilon`` makes the size term finite and differentiable at m = 1 when
+    beta1 < 1: it uses ``(|1 - m| + eps)^beta1 - eps^beta1``, which is 0 at m = 1 and
+    whose slope there is ``beta1 * eps^(beta1 - 1)`` instead of infinity.
+
+    Early stopping: an epoch whose monitored loss exceeds the best one by more than
+    ``tolerance`` (relative) counts against ``patience``; after ``patience`` such epochs in
+    a row the optimisation stops and the best mask is kept. Values above ``keep_above``
+    are then set to 1.
+    """
+
+    beta1: float = 0.1
+    beta2: float = 1.0
+    lambda1: float = 1e-4
+    lambda2: float = 1e-2
+    learning_rate: float = 0.1
+    mu: float = 1.0
+    score: str = "probability"
+    size_epsilon: float = 1e-2
+    max_epochs: int = 150
+    patience: int = 5
+    tolerance: float = 0.05
+    batch_size: int = 1
+    keep_above: float = 0.95
+    restrict_to_brain: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        def bad(name: str, expected: str) -> ParameterError:
+            return ParameterError(
+                f"mask setting {name} must be {expected}, got {getattr(self, name)!r}"
+            )
+
+        for name in ("beta1", "beta2", "learning_rate", "size_epsilon"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise bad(name, "> 0")
+        for name in ("lambda1", "lambda2", "tolerance"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise bad(name, ">= 0")
+        if not math.isfinite(self.mu):
+            raise bad("mu", "a finite number")
+        if self.score not in SCORES:
+            raise bad("score", f"one of {', '.join(SCORES)}")
+        for name in ("max_epochs", "patience", "batch_size"):
+            if getattr(self, name) < 1:
+                raise bad(name, "at least 1")
+        if not 0 < self.keep_above <= 1:
+            raise bad("keep_above", "in (0, 1]")
+
+
+#: The paper's settings. ``group`` for group masks on ADNI-sized cohorts; ``small-cohort``
+#: for the smaller independent cohort; ``session`` for one mask per session.
+MASK_PRESETS: dict[str, MaskConfig] = {
+    "group": MaskConfig(),
+    "small-cohort": MaskConfig(patience=25, max_epochs=300),
+    "session": MaskConfig(lambda1=1e-2, lambda2=1.0, patience=200, max_epochs=5000, tolerance=0.01),
+}
+
+
+def mask_preset(name: str, **overrides: object) -> MaskConfig:
+    """A preset by name, with fields replaced.
+
+    >>> mask_preset("session").lambda1
+    0.01
+    """
+    if name not in MASK_PRESETS:
+        raise ParameterError(
+            f"Unknown mask preset {name!r}; valid names: {', '.join(MASK_PRESETS)}"
+        )
+    return dataclasses.replace(MASK_PRESETS[name], **overrides) if overrides else MASK_PRESETS[name]

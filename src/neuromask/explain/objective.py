@@ -1,0 +1,144 @@
+"""The masking loss, term by term (a functional core shared by group and session masks).
+
+Every function takes masks of shape (B, 1, X, Y, Z) and returns one value per mask (B,).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from neuromask.explain.config import MaskConfig
+
+
+def perturb(images: torch.Tensor, masks: torch.Tensor, mu: float) -> torch.Tensor:
+    """m * X + (1 - m) * mu."""
+    return masks * images + (1.0 - masks) * mu
+
+
+def size_term(masks: torch.Tensor, beta1: float, epsilon: float) -> torch.Tensor:
+    """sum_u |1 - m(u)|^beta1, made finite at m = 1 for beta1 < 1 by a shift:
+    (d + eps)^beta1 - eps^beta1 with d = 1 - m (m lies in [0, 1]). For beta1 >= 1 the plain
+    power is used (its gradient is finite).
+
+    d is ``(1 - m).clamp_min(0)`` rather than ``|1 - m|``: the gradient of abs at 0 is 0,
+    which would leave the size term without any pull on a mask that starts at 1."""
+    d = (1.0 - masks).clamp_min(0.0)
+    if beta1 >= 1:
+        values = d if beta1 == 1 else d.pow(beta1)
+    else:
+        values = (d + epsilon).pow(beta1) - epsilon**beta1
+    return values.flatten(1).sum(1)
+
+
+def smoothness_term(masks: torch.Tensor, beta2: float) -> torch.Tensor:
+    """sum_u ||grad m(u)||_beta2^beta2 with forward differences along the three axes,
+    that is sum over axes and voxels of |m(u + e_axis) - m(u)|^beta2."""
+    total = masks.new_zeros(masks.shape[0])
+    for axis in (2, 3, 4):
+        n = masks.shape[axis]
+        diff = masks.narrow(axis, 1, n - 1) - masks.narrow(axis, 0, n - 1)
+        values = diff.abs() if beta2 == 1 else diff.abs().pow(beta2)
+        total = total + values.flatten(1).sum(1)
+    return total
+
+
+def regularisers(
+    masks: torch.Tensor, config: MaskConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weighted size and smoothness terms per mask, and the gradient of their sum with
+    respect to the masks, in closed form (no autograd graph over the voxels).
+
+    The gradient is that of :func:`size_term` and :func:`smoothness_term` (checked against
+    autograd in the tests); computing it directly keeps a mask step close to the cost of
+    the CNN's forward and input-backward passes.
+    """
+    beta1, beta2, eps = config.beta1, config.beta2, config.size_epsilon
+    d = (1.0 - masks).clamp_min(0.0)
+    if beta1 < 1:
+        shifted = d + eps
+        size_values = shifted.pow(beta1).sub_(eps**beta1)
+        grad = shifted.pow_(beta1 - 1).mul_(-config.lambda1 * beta1)
+    elif beta1 == 1:
+        size_values = d
+        grad = torch.full_like(masks, -config.lambda1)
+    else:
+        size_values = d.pow(beta1)
+        grad = d.pow(beta1 - 1).mul_(-config.lambda1 * beta1)
+    size = config.lambda1 * size_values.flatten(1).sum(1)
+    smooth = masks.new_zeros(masks.shape[0])
+    for axis in (2, 3, 4):
+        n = masks.shape[axis]
+        diff = masks.narrow(axis, 1, n - 1) - masks.narrow(axis, 0, n - 1)
+        magnitude = diff.abs()
+        if beta2 == 1:
+            smooth += magnitude.flatten(1).sum(1)
+            g = diff.sign_()
+        else:
+            smooth += magnitude.pow(beta2).flatten(1).sum(1)
+            g = magnitude.pow_(beta2 - 1).mul_(diff.sign()).mul_(beta2)
+        g.mul_(config.lambda2)
+        grad.narrow(axis, 1, n - 1).add_(g)
+        grad.narrow(axis, 0, n - 1).sub_(g)
+    return size, config.lambda2 * smooth, grad
+
+
+def class_score(logits: torch.Tensor, target: int, score: str) -> torch.Tensor:
+    """f: the target class's softmax probability, log-probability or logit, per image."""
+    if score == "logit":
+        return logits[:, target]
+    log_p = F.log_softmax(logits.float(), dim=1)[:, target]
+    return log_p if score == "log_probability" else log_p.exp()
+
+
+def score_and_gradient(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    config: MaskConfig,
+    target: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image score f, P(target), and the gradient of sum(f) with respect to the masks.
+
+    The perturbed images are the autograd leaf: one forward and one backward pass to the
+    input, then the chain rule d(m X + (1 - m) mu)/dm = X - mu. With one mask shared by
+    the batch (group mode), the gradient is summed over the images.
+    """
+    delta = images - config.mu
+    perturbed = (delta * masks).add_(config.mu).requires_grad_(True)
+    logits = model(perturbed)
+    score = class_score(logits, target, config.score)
+    (grad_input,) = torch.autograd.grad(score.sum(), perturbed)
+    grad = grad_input.mul_(delta)
+    if masks.shape[0] == 1 and images.shape[0] > 1:
+        grad = grad.sum(0, keepdim=True)
+    with torch.no_grad():
+        probability = torch.softmax(logits.detach().float(), dim=1)[:, target]
+    return score.detach(), probability, grad
+
+
+def loss_terms(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    config: MaskConfig,
+    target: int,
+) -> dict[str, torch.Tensor]:
+    """The three terms and the total, per image, plus the target-class probability.
+
+    ``masks`` may have one entry (a group mask shared by every image) or one per image.
+    """
+    logits = model(perturb(images, masks, config.mu))
+    size = config.lambda1 * size_term(masks, config.beta1, config.size_epsilon)
+    smooth = config.lambda2 * smoothness_term(masks, config.beta2)
+    score = class_score(logits, target, config.score)
+    total = size + smooth + score
+    with torch.no_grad():
+        probability = torch.softmax(logits.float(), dim=1)[:, target]
+    return {
+        "total": total,
+        "size": size,
+        "smoothness": smooth,
+        "score": score,
+        "probability": probability,
+    }
