@@ -92,7 +92,29 @@ def tiny_training(tiny_cohort, tmp_path_factory):
     )
     config = root / "tiny.toml"
     config.write_text(
-        "learning_rate = 0.01\nbatch_size = 4\nmax_epochs = 3\npatience = 5\n"
-        "[model]\nn_blocks = 2\nfirst_filters = 2\nmax_filters = 4\nsub_blocks = [1, 1]\n"
+        "learning_rate = 0.001\nbatch_size = 4\nmax_epochs = 3\npatience = 5\n"
+        "[model]\nn_blocks = 2\nfirst_filters = 4\nmax_filters = 8\nsub_blocks = [1, 1]\ndropout = 0.0\n"
     )
     return {"caps": tiny_cohort.caps, "split": split, "config": config, "root": root}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_training, tmp_path_factory):
+    """Run 0 of split 0 of the tiny cohort, trained until it separates the classes."""
+    from neuromask.train.config import load_train_config
+    from neuromask.train.cross_validation import train_splits
+
+    config_path = tiny_training["root"] / "model.toml"
+    config_path.write_text(
+        tiny_training["config"].read_text().replace("max_epochs = 3", "max_epochs = 12")
+    )
+    out = tmp_path_factory.mktemp("tiny_model") / "models"
+    train_splits(
+        tiny_training["caps"],
+        tiny_training["split"],
+        out,
+        load_train_config(config_path),
+        splits=[0],
+        progress=False,
+    )
+    return out / "split-0" / "run-0"

@@ -276,16 +276,27 @@ def test_closed_form_gradients_match_autograd(beta1, beta2):
 
     config = MaskConfig(beta1=beta1, beta2=beta2, lambda1=0.3, lambda2=0.7, mu=0.8)
     gen = torch.Generator().manual_seed(5)
-    masks = (0.05 + 0.9 * torch.rand(2, 1, *SHAPE, generator=gen, dtype=torch.float64)).requires_grad_(True)
-    value = config.lambda1 * size_term(masks, beta1, config.size_epsilon) + config.lambda2 * smoothness_term(masks, beta2)
+    masks = (
+        0.05 + 0.9 * torch.rand(2, 1, *SHAPE, generator=gen, dtype=torch.float64)
+    ).requires_grad_(True)
+    value = config.lambda1 * size_term(
+        masks, beta1, config.size_epsilon
+    ) + config.lambda2 * smoothness_term(masks, beta2)
     (expected,) = torch.autograd.grad(value.sum(), masks)
     size, smooth, grad = regularisers(masks.detach(), config)
     torch.testing.assert_close(size + smooth, value.detach())
     torch.testing.assert_close(grad, expected)
     # The score's gradient through the CNN, for one shared mask and for one mask per image.
-    model = build_model(CNNConfig(n_blocks=1, first_filters=2, max_filters=2, sub_blocks=(1,)), SHAPE).double().eval()
+    model = (
+        build_model(CNNConfig(n_blocks=1, first_filters=2, max_filters=2, sub_blocks=(1,)), SHAPE)
+        .double()
+        .eval()
+    )
     images = torch.rand(2, 1, *SHAPE, generator=gen, dtype=torch.float64)
-    for m in (masks.detach()[:1].clone().requires_grad_(True), masks.detach().clone().requires_grad_(True)):
+    for m in (
+        masks.detach()[:1].clone().requires_grad_(True),
+        masks.detach().clone().requires_grad_(True),
+    ):
         score = class_score(model(perturb(images, m, config.mu)), 1, config.score)
         (expected,) = torch.autograd.grad(score.sum(), m)
         got_score, _, got = score_and_gradient(model, images, m.detach(), config, 1)

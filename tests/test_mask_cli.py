@@ -1,0 +1,214 @@
+"""``neuromask mask group`` and ``neuromask mask session`` on the tiny cohort."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from neuromask.cli.main import cli
+from neuromask.io.grid import clinica_grid
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    path = tmp_path_factory.mktemp("mask_settings")
+    (path / "group.toml").write_text(
+        "max_epochs = 4\npatience = 4\nlambda1 = 0.00001\nlambda2 = 0.00001\n"
+    )
+    (path / "session.toml").write_text(
+        "max_epochs = 40\npatience = 40\nlambda1 = 0.00001\nlambda2 = 0.00001\n"
+    )
+    return path
+
+
+def test_group_mask_outputs(tiny_model, tiny_training, settings, tmp_path):
+    t = tiny_training
+    out = tmp_path / "group"
+    code, output = run(
+        "mask",
+        "group",
+        tiny_model,
+        t["caps"],
+        t["split"] / "split-0" / "train.tsv",
+        out,
+        "--config",
+        settings / "group.toml",
+        "--quiet",
+    )
+    assert code == 0, output
+    img = nib.load(out / "mask.nii.gz")
+    np.testing.assert_array_equal(img.affine, clinica_grid(6.0).affine)
+    mask = np.asarray(img.dataobj)
+    raw = np.asarray(nib.load(out / "mask_raw.nii.gz").dataobj)
+    assert mask.min() >= 0 and mask.max() <= 1 and not ((mask > 0.95) & (mask < 1)).any()
+    np.testing.assert_array_equal(mask, np.where(raw > 0.95, 1, raw))
+    history = pd.read_csv(out / "history.tsv", sep="\t")
+    assert len(history) == 4
+    for column in (
+        "train_total",
+        "train_size",
+        "train_smoothness",
+        "train_score",
+        "validation_total",
+        "validation_probability",
+        "fraction_below_keep",
+    ):
+        assert column in history.columns
+    selection = pd.read_csv(out / "selection.tsv", sep="\t")
+    train = pd.read_csv(t["split"] / "split-0" / "train.tsv", sep="\t")
+    used = selection[selection["used_for"] == "training"]
+    assert len(used) == (train["diagnosis"] == "AD").sum()  # every AD session, with its P(AD)
+    assert ((used["p_ad"] >= 0.5) == used["correct"]).all()
+    losses = pd.read_csv(out / "image_losses.tsv", sep="\t")
+    assert len(losses) == used["correct"].sum() and {"loss_contribution", "flagged"} <= set(
+        losses.columns
+    )
+    result = json.loads((out / "result.json").read_text())
+    assert result["mask"]["max_epochs"] == 4 and result["n_validation"] > 0
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_killed_group_mask_resumes_to_the_same_mask(tiny_model, tiny_training, settings, tmp_path):
+    t = tiny_training
+    config = tmp_path / "long.toml"
+    config.write_text(
+        "max_epochs = 8\npatience = 8\nlambda1 = 0.00001\nlambda2 = 0.00001\nbatch_size = 2\n"
+    )
+    args = [str(tiny_model), str(t["caps"]), str(t["split"] / "split-0" / "train.tsv")]
+    base = [sys.executable, "-m", "neuromask", "mask", "group", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run(
+        [*base, str(tmp_path / "straight"), "--config", str(config), "--quiet"],
+        check=True,
+        env=env,
+        timeout=600,
+    )
+    proc = subprocess.Popen(
+        [*base, str(tmp_path / "killed"), "--config", str(config), "--quiet"], env=env
+    )
+    checkpoint = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the job ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "mask.nii.gz").exists()
+    subprocess.run(
+        [*base, str(tmp_path / "killed"), "--config", str(config), "--quiet"],
+        check=True,
+        env=env,
+        timeout=600,
+    )
+    a = np.asarray(nib.load(tmp_path / "straight" / "mask_raw.nii.gz").dataobj)
+    b = np.asarray(nib.load(tmp_path / "killed" / "mask_raw.nii.gz").dataobj)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_session_masks_and_rerun(tiny_model, tiny_training, settings, tmp_path):
+    t = tiny_training
+    out = tmp_path / "sessions"
+    tsv = t["split"] / "train_val.tsv"
+    code, output = run(
+        "mask",
+        "session",
+        tiny_model,
+        t["caps"],
+        tsv,
+        out,
+        "--config",
+        settings / "session.toml",
+        "--batch-size",
+        4,
+        "--quiet",
+    )
+    assert code == 0, output
+    index = pd.read_csv(out / "index.tsv", sep="\t")
+    assert {
+        "participant_id",
+        "session_id",
+        "final_loss",
+        "epochs",
+        "p_ad_before",
+        "p_ad_after",
+    } <= set(index.columns)
+    assert (index["epochs"] <= 40).all() and len(index) > 0
+    assert (index["p_ad_after"] < index["p_ad_before"]).mean() > 0.5
+    for name in index["mask_file"]:
+        img = nib.load(out / name)
+        assert img.shape == clinica_grid(6.0).shape
+        np.testing.assert_array_equal(img.affine, clinica_grid(6.0).affine)
+    code, output = run(
+        "mask",
+        "session",
+        tiny_model,
+        t["caps"],
+        tsv,
+        out,
+        "--config",
+        settings / "session.toml",
+        "--batch-size",
+        4,
+    )
+    assert code == 0 and f"{len(index)} kept from an earlier run" in output
+
+
+def test_mask_errors(tiny_model, tiny_training, settings, tmp_path):
+    t = tiny_training
+    train = pd.read_csv(t["split"] / "split-0" / "train.tsv", sep="\t")
+    cn = tmp_path / "cn.tsv"
+    train[train["diagnosis"] == "CN"].to_csv(cn, sep="\t", index=False)
+    code, output = run("mask", "group", tiny_model, t["caps"], cn, tmp_path / "o1")
+    assert code == 1 and "holds no AD session" in output and "Traceback" not in output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("beta1 = 0.0\n")
+    code, output = run(
+        "mask",
+        "group",
+        tiny_model,
+        t["caps"],
+        t["split"] / "split-0" / "train.tsv",
+        tmp_path / "o2",
+        "--config",
+        bad,
+    )
+    assert code == 1 and "beta1 must be > 0" in output
+    bad.write_text("lambda2 = -1.0\n")
+    code, output = run(
+        "mask",
+        "session",
+        tiny_model,
+        t["caps"],
+        t["split"] / "test.tsv",
+        tmp_path / "o3",
+        "--config",
+        bad,
+    )
+    assert code == 1 and "lambda2 must be >= 0" in output
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "result.txt").write_text("someone else's")
+    code, output = run(
+        "mask",
+        "group",
+        tiny_model,
+        t["caps"],
+        t["split"] / "split-0" / "train.tsv",
+        other,
+        "--config",
+        settings / "group.toml",
+    )
+    assert code == 1 and "already holds other results" in output
