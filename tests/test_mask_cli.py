@@ -79,6 +79,9 @@ def test_group_mask_outputs(tiny_model, tiny_training, settings, tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["mask"]["max_epochs"] == 4 and result["n_validation"] > 0
     assert not (out / "checkpoint.pt").exists()
+    top = pd.read_csv(out / "top_rois.tsv", sep="\t")
+    assert top["rank"].tolist() == [1, 2, 3, 4, 5] and top["density"].is_monotonic_decreasing
+    assert (out / "mask.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_killed_group_mask_resumes_to_the_same_mask(tiny_model, tiny_training, settings, tmp_path):

@@ -112,15 +112,17 @@ def test_aibl_site_effect_smooths_and_darkens_images(tmp_path):
 
 
 def test_random_rois_are_drawn_from_the_seed():
-    from neuromask.io.atlas import load_aal2
+    from neuromask.io.atlas import load_aal2, roi_stem
 
     atlas = load_aal2(clinica_grid(6.0))
     config = SynthConfig(voxel_size=6.0, atrophy_rois=("random:3",), seed=11)
     names = synthetic.resolve_atrophy_rois(config, atlas)
     assert names == synthetic.resolve_atrophy_rois(config, atlas)
-    assert len({n.rsplit("_", 1)[0] for n in names}) == 3
+    assert len({roi_stem(n) for n in names}) == 3
     other = synthetic.resolve_atrophy_rois(SynthConfig(atrophy_rois=("random:3",), seed=12), atlas)
     assert other != names
+    for seed in range(40):  # every stem resolves, the vermis and cerebellum ones included
+        synthetic.resolve_atrophy_rois(SynthConfig(atrophy_rois=("random:6",), seed=seed), atlas)
 
 
 @pytest.mark.parametrize(

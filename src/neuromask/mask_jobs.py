@@ -28,9 +28,12 @@ from neuromask.data.dataset import GMDataset, load_gm_maps
 from neuromask.errors import NeuromaskError, OutputExistsError
 from neuromask.explain import MaskConfig, MeaningfulPerturbation, mask_preset
 from neuromask.explain.perturbation import MaskLossNaNError
+from neuromask.io.atlas import load_aal2
 from neuromask.io.atomic import atomic_path
 from neuromask.io.nifti import save_volume
 from neuromask.io.participants import read_participants, write_tsv
+from neuromask.metrics import top_rois
+from neuromask.report.mask_figure import plot_mask
 from neuromask.train.evaluate import load_trained_model, model_grid
 from neuromask.train.tensors import image_tensor, normalize_images, resolve_device
 
@@ -142,7 +145,9 @@ def group_mask_job(
     Without ``validation_tsv``, the validation set of the split the model was trained on
     is used (``SPLIT_DIR/split-<k>/validation.tsv`` from the model's record).
     Writes ``mask.nii.gz`` (values above ``keep_above`` set to 1), ``mask_raw.nii.gz``,
-    ``history.tsv``, ``selection.tsv``, ``image_losses.tsv`` and ``mask_job.json``.
+    ``mask.png`` (1 - m over the GM template), ``top_rois.tsv`` (the five densest AAL2
+    ROIs), ``history.tsv``, ``selection.tsv``, ``image_losses.tsv``, ``result.json`` and
+    ``mask_job.json``.
     """
     config = config or mask_preset("group")
     out = Path(out)
@@ -209,6 +214,10 @@ def group_mask_job(
         "validation_mean_p_ad_masked": val_p,
         "grid": grid.to_dict(),
     }
+    write_tsv(top_rois(mask, load_aal2(grid), k=5), out / "top_rois.tsv")
+    plot_mask(
+        mask, grid, out / "mask.png", title=f"Group mask: 1 - m ({len(train.sessions)} AD sessions)"
+    )
     with atomic_path(out / "result.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     (out / "checkpoint.pt").unlink(missing_ok=True)

@@ -98,9 +98,12 @@ def group(
     """One mask for the AD sessions of TSV that the CNN classifies correctly.
 
     Writes OUT/mask.nii.gz (values above 0.95 set to 1), OUT/mask_raw.nii.gz,
-    OUT/history.tsv, OUT/selection.tsv, OUT/image_losses.tsv and OUT/result.json.
+    OUT/mask.png, OUT/top_rois.tsv (five densest AAL2 ROIs), OUT/history.tsv,
+    OUT/selection.tsv, OUT/image_losses.tsv and OUT/result.json.
     Rerun the same command after an interruption to resume.
     """
+    import pandas as pd
+
     from neuromask.mask_jobs import group_mask_job
 
     config = _mask_config(preset, config_path)
@@ -115,6 +118,9 @@ def group(
         device=device,
         cache_dir=cache_dir,
         progress=not quiet,
+    )
+    print_table(
+        pd.read_csv(out / "top_rois.tsv", sep="\t"), title="Densest AAL2 ROIs (mean of 1 - m)"
     )
     console.print(
         f"Group mask from {result.n_images} AD sessions ({result.n_validation} for validation): "

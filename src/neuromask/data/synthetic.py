@@ -37,7 +37,7 @@ from scipy import ndimage
 import neuromask
 from neuromask.data.cohorts import COHORTS, CohortProfile
 from neuromask.errors import ParameterError
-from neuromask.io.atlas import AD_ROIS, Atlas, load_aal2
+from neuromask.io.atlas import AD_ROIS, Atlas, load_aal2, roi_stem
 from neuromask.io.atomic import atomic_path, staged_output_dir
 from neuromask.io.caps import gm_map_path
 from neuromask.io.grid import Grid, clinica_grid
@@ -151,7 +151,7 @@ def resolve_atrophy_rois(config: SynthConfig, atlas: Atlas) -> list[str]:
             raise ParameterError(
                 f"atrophy_rois: 'random:K' needs an integer K, got {rois[0]!r}"
             ) from None
-        stems = sorted({name.rsplit("_", 1)[0] for name in atlas.names})
+        stems = sorted({roi_stem(name) for name in atlas.names})
         if not 1 <= k <= len(stems):
             raise ParameterError(
                 f"atrophy_rois: K in 'random:K' must be in 1..{len(stems)}, got {k}"

@@ -24,6 +24,15 @@ from neuromask.io.resample import resample_to_grid
 AD_ROIS = ("Hippocampus", "Amygdala", "ParaHippocampal", "Fusiform", "Temporal_Inf")
 
 
+def roi_stem(name: str) -> str:
+    """An ROI name without its hemisphere suffix; names without one are their own stem.
+
+    >>> roi_stem("Hippocampus_L"), roi_stem("Vermis_1_2"), roi_stem("Cerebelum_Crus1_R")
+    ('Hippocampus', 'Vermis_1_2', 'Cerebelum_Crus1')
+    """
+    return name[:-2] if name.endswith(("_L", "_R")) else name
+
+
 @dataclass(frozen=True, eq=False)
 class Atlas:
     """A labelled atlas on a voxel grid.
