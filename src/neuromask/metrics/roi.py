@@ -29,10 +29,10 @@ def roi_densities(mask: np.ndarray, atlas: Atlas) -> pd.Series:
         )
     deletion = (1.0 - mask).ravel()
     labels = atlas.labels.ravel()
-    size = int(labels.max()) + 1
+    values = atlas.values
+    size = int(max(labels.max(), values.max())) + 1
     sums = np.bincount(labels, weights=deletion, minlength=size)
     counts = np.bincount(labels, minlength=size)
-    values = atlas.values
     with np.errstate(invalid="ignore", divide="ignore"):
         density = np.where(counts[values] > 0, sums[values] / np.maximum(counts[values], 1), np.nan)
     return pd.Series(density, index=atlas.names, name="density")
