@@ -215,3 +215,46 @@ def test_mask_errors(tiny_model, tiny_training, settings, tmp_path):
         settings / "group.toml",
     )
     assert code == 1 and "already holds other results" in output
+
+
+def test_no_correctly_classified_ad_session(tiny_cohort, tiny_training):
+    import torch
+    from torch import nn
+
+    from neuromask.explain import MeaningfulPerturbation
+    from neuromask.mask_jobs import NoSessionToMaskError, load_ad_sessions
+
+    class AlwaysCN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = nn.Parameter(torch.tensor([2.0, -2.0]))
+
+        def forward(self, x):
+            return self.bias.expand(x.shape[0], 2)
+
+    model = AlwaysCN()
+    record = {"train": {"normalization": "none"}, "grid": clinica_grid(6.0).to_dict()}
+    tsv = tiny_training["split"] / "test.tsv"
+    with pytest.raises(
+        NoSessionToMaskError, match=r"None of the 2 AD sessions of .*test\.tsv is classified as AD"
+    ):
+        load_ad_sessions(
+            model, record, tiny_cohort.caps, tsv, MeaningfulPerturbation(model), progress=False
+        )
+
+
+def test_data_on_another_grid_than_the_model(tiny_model, tiny_training, tmp_path):
+    from neuromask.io.caps import gm_map_path
+    from neuromask.io.grid import Grid
+    from neuromask.io.nifti import load_volume, save_volume
+
+    t = tiny_training
+    test = pd.read_csv(t["split"] / "test.tsv", sep="\t")
+    caps = tmp_path / "caps"
+    for p, s in zip(test["participant_id"], test["session_id"], strict=True):
+        data, grid = load_volume(gm_map_path(t["caps"], p, s))
+        shifted = grid.affine.copy()
+        shifted[:3, 3] += 3.0
+        save_volume(gm_map_path(caps, p, s), data, Grid(grid.shape, shifted))
+    code, output = run("mask", "session", tiny_model, caps, t["split"] / "test.tsv", tmp_path / "o")
+    assert code == 1 and "different voxel grid" in output and "Traceback" not in output

@@ -11,7 +11,9 @@ from neuromask.metrics import roi_densities, top_rois
 @pytest.fixture
 def atlas(odd_grid, rng):
     labels = rng.choice([0, 5, 9, 12, 40], size=odd_grid.shape)
-    rois = pd.DataFrame({"roi_value": [5, 9, 12, 40, 77], "roi_name": ["a", "b", "c", "d", "absent"]})
+    rois = pd.DataFrame(
+        {"roi_value": [5, 9, 12, 40, 77], "roi_name": ["a", "b", "c", "d", "absent"]}
+    )
     return Atlas("toy", labels, rois, odd_grid)
 
 
