@@ -38,3 +38,18 @@ def test_top_rois_order_and_grid_check(atlas):
     with pytest.raises(GridMismatchError):
         roi_densities(np.ones((2, 2, 2)), atlas)
     assert isinstance(atlas.grid, Grid)
+
+
+def test_cosine_similarity_against_scipy(atlas, rng):
+    from scipy.spatial.distance import cosine
+
+    from neuromask.metrics.similarity import cosine_matrix, roi_vectors
+
+    masks = [rng.random(atlas.grid.shape) for _ in range(3)] + [np.ones(atlas.grid.shape)]
+    vectors = roi_vectors(masks, atlas)
+    assert vectors.shape == (4, 5) and (vectors[:, 4] == 0).all()  # the absent ROI counts as 0
+    sim = cosine_matrix(vectors)
+    for i in range(3):
+        for j in range(3):
+            assert sim[i, j] == pytest.approx(1 - cosine(vectors[i], vectors[j]), abs=1e-12)
+    assert (sim[3] == 0).all() and (sim[:, 3] == 0).all()  # an empty mask is similar to nothing
