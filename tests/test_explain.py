@@ -151,7 +151,7 @@ def test_model_is_frozen_and_untouched(planted_model):
 
 def test_group_mask_finds_the_planted_block_and_fools_the_cnn(planted_model):
     model, train, validation = planted_model
-    config = MaskConfig(lambda1=1e-3, lambda2=1e-3, max_epochs=40, patience=10)
+    config = MaskConfig(lambda1=1e-3, lambda2=1e-3, max_epochs=40, patience=10, score="probability")
     explainer = MeaningfulPerturbation(model, config)
     before = explainer.probabilities(validation, 1).mean()
     masks, result = explainer.attribute(train, 1, validation=validation)
@@ -199,7 +199,9 @@ def test_group_mask_resumes_to_the_same_mask(planted_model, tmp_path):
 def test_session_masks_batched_equal_one_by_one(planted_model):
     model, train, _ = planted_model
     images = train[:5]
-    config = MaskConfig(lambda1=1e-3, lambda2=1e-3, max_epochs=30, patience=10, tolerance=0.01)
+    config = MaskConfig(
+        lambda1=1e-3, lambda2=1e-3, max_epochs=30, patience=10, tolerance=0.01, score="probability"
+    )
     batched, result = MeaningfulPerturbation(
         model, config.__class__(**{**config.__dict__, "batch_size": 3})
     ).attribute(images, 1, mode="session")
@@ -218,7 +220,9 @@ def test_restriction_to_the_brain_keeps_the_outside(planted_model):
     model, train, _ = planted_model
     brain = np.zeros(SHAPE, bool)
     brain[2:, 2:, 2:] = True
-    config = MaskConfig(lambda1=1e-3, lambda2=1e-3, max_epochs=10, restrict_to_brain=True)
+    config = MaskConfig(
+        lambda1=1e-3, lambda2=1e-3, max_epochs=10, restrict_to_brain=True, score="probability"
+    )
     masks, _ = MeaningfulPerturbation(model, config, brain_mask=brain).attribute(train, 1)
     assert (masks[0, 0].numpy()[~brain] == 1).all()
     assert (masks[0, 0].numpy()[brain] < 1).any()

@@ -26,10 +26,10 @@ def run(*args):
 def settings(tmp_path_factory):
     path = tmp_path_factory.mktemp("mask_settings")
     (path / "group.toml").write_text(
-        "max_epochs = 4\npatience = 4\nlambda1 = 0.00001\nlambda2 = 0.00001\n"
+        'max_epochs = 4\npatience = 4\nlambda1 = 0.00001\nlambda2 = 0.00001\nscore = "probability"\n'
     )
     (path / "session.toml").write_text(
-        "max_epochs = 40\npatience = 40\nlambda1 = 0.00001\nlambda2 = 0.00001\n"
+        'max_epochs = 40\npatience = 40\nlambda1 = 0.00001\nlambda2 = 0.00001\nscore = "probability"\n'
     )
     return path
 
@@ -88,7 +88,7 @@ def test_killed_group_mask_resumes_to_the_same_mask(tiny_model, tiny_training, s
     t = tiny_training
     config = tmp_path / "long.toml"
     config.write_text(
-        "max_epochs = 8\npatience = 8\nlambda1 = 0.00001\nlambda2 = 0.00001\nbatch_size = 2\n"
+        'max_epochs = 8\npatience = 8\nlambda1 = 0.00001\nlambda2 = 0.00001\nscore = "probability"\nbatch_size = 2\n'
     )
     args = [str(tiny_model), str(t["caps"]), str(t["split"] / "split-0" / "train.tsv")]
     base = [sys.executable, "-m", "neuromask", "mask", "group", *args]
