@@ -26,6 +26,11 @@ class MaskConfig:
     softmax's saturation, stayed below the size term's slope at m = 1; the logit's do not
     saturate (``benchmarks/mask_localisation.py``).
 
+    ``restrict_to_brain`` (default on) keeps the mask at 1 outside a brain mask (the
+    mask jobs derive it from the data: mean GM above 0.05, dilated by a voxel). With
+    mu = 1, deleting background would add GM where there is none. On the same cohort, the
+    restriction raised the share of atrophied ROIs among the five densest from 0.4 to 0.6.
+
     ``size_epsilon`` makes the size term finite and differentiable at m = 1 when
     beta1 < 1: it uses ``(|1 - m| + eps)^beta1 - eps^beta1``, which is 0 at m = 1 and
     whose slope there is ``beta1 * eps^(beta1 - 1)`` instead of infinity.
@@ -49,7 +54,7 @@ class MaskConfig:
     tolerance: float = 0.05
     batch_size: int = 1
     keep_above: float = 0.95
-    restrict_to_brain: bool = False
+    restrict_to_brain: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
