@@ -116,6 +116,43 @@ def _prepare_out(out: Path, job: dict[str, Any], overwrite: bool) -> None:
         tmp.write_text(json.dumps(job, indent=2))
 
 
+def _start_job(
+    kind: str,
+    model: torch.nn.Module,
+    record: dict[str, Any],
+    model_dir,
+    caps,
+    tsv,
+    out: Path,
+    config: MaskConfig,
+    *,
+    overwrite: bool,
+    device: str,
+    cache_dir,
+    progress: bool,
+    extra: dict[str, Any] | None = None,
+) -> tuple[MeaningfulPerturbation, MaskInputs]:
+    """Claim the output folder for this job, then load the AD sessions to mask and the
+    brain mask of their images."""
+    job = {
+        "kind": kind,
+        "model_dir": str(model_dir),
+        "caps": str(caps),
+        "tsv": str(tsv),
+        **(extra or {}),
+        "mask": to_mapping(config),
+        "neuromask_version": neuromask.__version__,
+    }
+    _prepare_out(out, job, overwrite)
+    dev = resolve_device(device)
+    explainer = MeaningfulPerturbation(model, config, device=dev, progress=progress)
+    inputs = load_ad_sessions(
+        model, record, caps, tsv, explainer, cache_dir=cache_dir, progress=progress
+    )
+    explainer.brain = torch.as_tensor(brain_mask_of(inputs.data.images), device=dev)
+    return explainer, inputs
+
+
 @dataclass
 class GroupMaskOutputs:
     out: Path
@@ -154,22 +191,21 @@ def group_mask_job(
     model, record = load_trained_model(model_dir)
     if validation_tsv is None and "split_dir" in record and "split" in record:
         validation_tsv = Path(record["split_dir"]) / f"split-{record['split']}" / "validation.tsv"
-    job = {
-        "kind": "group",
-        "model_dir": str(model_dir),
-        "caps": str(caps),
-        "tsv": str(tsv),
-        "validation_tsv": str(validation_tsv) if validation_tsv else None,
-        "mask": to_mapping(config),
-        "neuromask_version": neuromask.__version__,
-    }
-    _prepare_out(out, job, overwrite)
-    dev = resolve_device(device)
-    explainer = MeaningfulPerturbation(model, config, device=dev, progress=progress)
-    train = load_ad_sessions(
-        model, record, caps, tsv, explainer, cache_dir=cache_dir, progress=progress
+    explainer, train = _start_job(
+        "group",
+        model,
+        record,
+        model_dir,
+        caps,
+        tsv,
+        out,
+        config,
+        overwrite=overwrite,
+        device=device,
+        cache_dir=cache_dir,
+        progress=progress,
+        extra={"validation_tsv": str(validation_tsv) if validation_tsv else None},
     )
-    explainer.brain = torch.as_tensor(brain_mask_of(train.data.images), device=dev)
     validation = None
     if validation_tsv is not None:
         validation = load_ad_sessions(
@@ -285,21 +321,20 @@ def session_mask_job(
     config = config or mask_preset("session")
     out = Path(out)
     model, record = load_trained_model(model_dir)
-    job = {
-        "kind": "session",
-        "model_dir": str(model_dir),
-        "caps": str(caps),
-        "tsv": str(tsv),
-        "mask": to_mapping(config),
-        "neuromask_version": neuromask.__version__,
-    }
-    _prepare_out(out, job, overwrite)
-    dev = resolve_device(device)
-    explainer = MeaningfulPerturbation(model, config, device=dev, progress=progress)
-    inputs = load_ad_sessions(
-        model, record, caps, tsv, explainer, cache_dir=cache_dir, progress=progress
+    explainer, inputs = _start_job(
+        "session",
+        model,
+        record,
+        model_dir,
+        caps,
+        tsv,
+        out,
+        config,
+        overwrite=overwrite,
+        device=device,
+        cache_dir=cache_dir,
+        progress=progress,
     )
-    explainer.brain = torch.as_tensor(brain_mask_of(inputs.data.images), device=dev)
     grid = inputs.data.grid
     names = [
         f"{p}_{s}"
