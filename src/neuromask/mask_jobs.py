@@ -52,6 +52,8 @@ class MaskInputs:
     sessions: pd.DataFrame
     selection: pd.DataFrame
     data: GMDataset
+    #: P(AD) of each kept session before masking.
+    p_ad: np.ndarray
 
 
 def brain_mask_of(images: np.ndarray, threshold: float = 0.05) -> np.ndarray:
@@ -92,7 +94,9 @@ def load_ad_sessions(
             f"None of the {len(ad)} AD sessions of {tsv} is classified as AD by the model "
             "(P(AD) >= 0.5); there is nothing to mask."
         )
-    return MaskInputs(images[keep], ad.iloc[keep].reset_index(drop=True), selection, data)
+    return MaskInputs(
+        images[keep], ad.iloc[keep].reset_index(drop=True), selection, data, p_ad[keep]
+    )
 
 
 def _prepare_out(out: Path, job: dict[str, Any], overwrite: bool) -> None:
@@ -355,11 +359,7 @@ def session_mask_job(
             "participant_id": inputs.sessions["participant_id"][i],
             "session_id": inputs.sessions["session_id"][i],
             **rec,
-            "p_ad_before": float(
-                inputs.selection.set_index(["participant_id", "session_id"]).loc[
-                    (inputs.sessions["participant_id"][i], inputs.sessions["session_id"][i]), "p_ad"
-                ]
-            ),
+            "p_ad_before": float(inputs.p_ad[i]),
             "p_ad_after": p_after,
             "mask_file": f"{names[i]}_mask.nii.gz",
         }

@@ -28,7 +28,7 @@ import torch
 from neuromask.errors import NeuromaskError, ParameterError
 from neuromask.explain.adam import SlotAdam
 from neuromask.explain.config import MaskConfig
-from neuromask.explain.objective import loss_terms, regularisers, score_and_gradient
+from neuromask.explain.objective import class_score, perturb, regularisers, score_and_gradient
 from neuromask.progress import Bar
 
 
@@ -270,10 +270,10 @@ class MeaningfulPerturbation:
         with torch.no_grad():
             for start in range(0, images.shape[0], 8):
                 batch = images[start : start + 8].to(self.device, torch.float32)
-                terms = loss_terms(self.model, batch, mask, cfg, target)
-                scores.append(terms["score"].cpu())
-                probabilities.append(terms["probability"].cpu())
-            size_t, smooth_t, _ = regularisers(mask, cfg)
+                logits = self.model(perturb(batch, mask, cfg.mu))
+                scores.append(class_score(logits, target, cfg.score).cpu())
+                probabilities.append(torch.softmax(logits.float(), dim=1)[:, target].cpu())
+            size_t, smooth_t, _ = regularisers(mask, cfg)  # once: the mask is shared
             size, smooth = float(size_t[0]), float(smooth_t[0])
         score = float(torch.cat(scores).mean())
         return {
