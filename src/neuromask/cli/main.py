@@ -40,7 +40,14 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from neuromask.cli import data_commands, demo, mask_commands, train_commands
+    from neuromask.cli import (
+        compare_commands,
+        data_commands,
+        demo,
+        mask_commands,
+        study_commands,
+        train_commands,
+    )
 
     cli.add_command(data_commands.synth)
     cli.add_command(data_commands.qc)
@@ -50,6 +57,8 @@ def _register() -> None:
     cli.add_command(train_commands.summary)
     cli.add_command(train_commands.search)
     cli.add_command(mask_commands.mask)
+    cli.add_command(compare_commands.compare)
+    cli.add_command(study_commands.study)
     cli.add_command(demo.demo)
 
 

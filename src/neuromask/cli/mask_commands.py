@@ -76,10 +76,11 @@ def mask() -> None:
 )
 @click.option(
     "--preset",
-    type=click.Choice(["group", "small-cohort"]),
+    type=click.Choice(["group", "paper", "small-cohort"]),
     default="group",
-    help="The paper's settings: patience 5 and 150 epochs, or patience 25 and 300 epochs "
-    "for a smaller cohort.",
+    help="group: the defaults (logit, lambda1 = lambda2 = 0.001, patience 5, 150 epochs); "
+    "paper: the paper's lambda1 0.0001 and lambda2 0.01; small-cohort: the paper's "
+    "patience 25 and 300 epochs for a smaller cohort.",
 )
 @_common
 def group(
@@ -155,8 +156,8 @@ def session(
 ) -> None:
     """One mask per AD session of TSV that the CNN classifies correctly.
 
-    Uses the paper's session settings (lambda1 and lambda2 x 100, patience 200, at most
-    5,000 epochs, tolerance 0.01). Writes OUT/sub-<P>_ses-<S>_mask.nii.gz and
+    Uses the session preset: the paper's early stopping (patience 200, at most 5,000
+    epochs, tolerance 0.01) with lambda1 and lambda2 ten times the group defaults (0.01). Writes OUT/sub-<P>_ses-<S>_mask.nii.gz and
     OUT/index.tsv (final loss, epochs, P(AD) before and after masking). Rerun the same
     command after an interruption: finished sessions are kept.
     """

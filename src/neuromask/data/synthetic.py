@@ -58,6 +58,11 @@ class SynthConfig:
     ``atrophy_rois`` holds AAL2 names or stems (``Hippocampus`` = both hemispheres), or a
     single ``random:K`` entry that draws K ROI stems at random from the seed, for
     experiments in which the atrophied regions must not be known in advance.
+
+    ``atrophy_heterogeneity`` h > 0 gives each AD subject its own mix of the atrophied
+    regions, as AD subtypes do: region k's atrophy is weighted by exp(h z - h^2 / 2) with
+    z ~ N(0, 1) drawn per subject and region (mean weight 1), the same for all of the
+    subject's sessions. The weights are written to ``ground_truth/subject_atrophy.tsv``.
     """
 
     voxel_size: float = 3.0
@@ -66,6 +71,7 @@ class SynthConfig:
     cohort: str = "adni"
     atrophy_rois: tuple[str, ...] = AD_ROIS
     atrophy_strength: float = 0.35
+    atrophy_heterogeneity: float = 0.0
     severity: tuple[float, float] = (0.6, 1.0)
     progression_per_year: float = 0.1
     deformation_mm: float = 2.0
@@ -99,6 +105,8 @@ class SynthConfig:
             raise bad("atrophy_rois", "a non-empty list of ROI names")
         if not 0 <= self.atrophy_strength < 1:
             raise bad("atrophy_strength", "in [0, 1)")
+        if not (math.isfinite(self.atrophy_heterogeneity) and self.atrophy_heterogeneity >= 0):
+            raise bad("atrophy_heterogeneity", ">= 0")
         if not 0 <= self.severity[0] <= self.severity[1]:
             raise bad("severity", "(min, max) with 0 <= min <= max")
         for name in (
@@ -206,9 +214,13 @@ class _SubjectDraw:
     severity: float
     head_scale: float
     visit_months: tuple[int, ...]
+    #: One weight per atrophied region (stem); all 1 without heterogeneity.
+    region_weights: tuple[float, ...] = ()
 
 
-def _draw_subject(config: SynthConfig, diagnosis: str, index: int, number: int) -> _SubjectDraw:
+def _draw_subject(
+    config: SynthConfig, diagnosis: str, index: int, number: int, n_regions: int = 0
+) -> _SubjectDraw:
     profile = config.profile
     rng = np.random.default_rng([config.seed, profile.seed_code, index, 0])
     age = float(np.clip(rng.normal(profile.age_mean[diagnosis], profile.age_sd[diagnosis]), 55, 92))
@@ -216,6 +228,13 @@ def _draw_subject(config: SynthConfig, diagnosis: str, index: int, number: int) 
     severity = float(rng.uniform(*config.severity)) if diagnosis == "AD" else 0.0
     head_scale = float(1.0 + rng.normal(0.0, config.head_size_sd))
     n_sessions = int(rng.integers(config.sessions[0], config.sessions[1] + 1))
+    weights: tuple[float, ...] = ()
+    h = config.atrophy_heterogeneity
+    if h > 0 and diagnosis == "AD" and n_regions > 0:
+        z = np.random.default_rng([config.seed, profile.seed_code, index, 4]).standard_normal(
+            n_regions
+        )
+        weights = tuple(float(w) for w in np.exp(h * z - h * h / 2))
     return _SubjectDraw(
         participant_id=f"sub-{profile.id_prefix}{number:04d}",
         diagnosis=diagnosis,
@@ -224,14 +243,22 @@ def _draw_subject(config: SynthConfig, diagnosis: str, index: int, number: int) 
         severity=severity,
         head_scale=head_scale,
         visit_months=profile.visit_months[:n_sessions],
+        region_weights=weights,
     )
 
 
 class _Synthesizer:
     """Holds the per-grid arrays so that each image costs one warp and a little noise."""
 
-    def __init__(self, config: SynthConfig, template: np.ndarray, pattern: np.ndarray) -> None:
+    def __init__(
+        self,
+        config: SynthConfig,
+        template: np.ndarray,
+        pattern: np.ndarray,
+        region_patterns: list[np.ndarray] | None = None,
+    ) -> None:
         self.config = config
+        self.region_patterns = region_patterns or []
         self.grid = config.grid
         self.template = np.where(template < ZERO_BELOW, 0.0, template).astype(np.float32)
         self.pattern = pattern
@@ -259,7 +286,13 @@ class _Synthesizer:
         severity = subject.severity + (
             cfg.progression_per_year * years if subject.diagnosis == "AD" else 0.0
         )
-        gm = self.template * (1.0 - cfg.atrophy_strength * severity * self.pattern)
+        pattern = self.pattern
+        if subject.region_weights:
+            pattern = sum(
+                w * p for w, p in zip(subject.region_weights, self.region_patterns, strict=True)
+            )
+        loss = np.minimum(cfg.atrophy_strength * severity * pattern, 0.95)
+        gm = self.template * (1.0 - loss)
         age = subject.baseline_age + years
         gm = np.power(gm, max(0.5, 1.0 + cfg.age_effect_per_year * (age - 70.0)), dtype=np.float32)
 
@@ -328,11 +361,15 @@ def generate_cohort(
     atlas = load_aal2(grid)
     roi_names = resolve_atrophy_rois(config, atlas)
     pattern = atrophy_pattern(atlas, roi_names)
-    synth = _Synthesizer(config, gm_template(grid), pattern)
+    regions = sorted({roi_stem(n) for n in roi_names})
+    region_patterns = [
+        atrophy_pattern(atlas, [n for n in roi_names if roi_stem(n) == r]) for r in regions
+    ]
+    synth = _Synthesizer(config, gm_template(grid), pattern, region_patterns)
     profile = config.profile
 
     subjects = [
-        _draw_subject(config, diagnosis, index=i, number=i + 1)
+        _draw_subject(config, diagnosis, index=i, number=i + 1, n_regions=len(regions))
         for i, diagnosis in enumerate(
             ["CN"] * config.subjects_per_class + ["AD"] * config.subjects_per_class
         )
@@ -399,6 +436,20 @@ def generate_cohort(
         save_volume(truth / "atrophy_map.nii.gz", config.atrophy_strength * pattern, grid)
         write_tsv(atlas.rois[atlas.rois["roi_name"].isin(roi_names)], truth / "atrophy_rois.tsv")
         write_tsv(pd.DataFrame(truth_rows), truth / "sessions.tsv")
+        if config.atrophy_heterogeneity > 0:
+            write_tsv(
+                pd.DataFrame(
+                    [
+                        {
+                            "participant_id": s.participant_id,
+                            **dict(zip(regions, s.region_weights, strict=True)),
+                        }
+                        for s in subjects
+                        if s.region_weights
+                    ]
+                ),
+                truth / "subject_atrophy.tsv",
+            )
         record = {
             "neuromask_version": neuromask.__version__,
             "config": asdict(config),

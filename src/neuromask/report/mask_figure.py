@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -26,7 +27,6 @@ def plot_mask(
 ) -> Path:
     """Coronal slices (top row) and orthogonal views (bottom row) of 1 - m over the ICBM152
     GM template resampled to the mask's grid."""
-    from nilearn import plotting
 
     deletion = nib.Nifti1Image((1.0 - np.asarray(mask, dtype=np.float32)), grid.affine)
     background = nib.Nifti1Image(np.asarray(gm_template(grid), dtype=np.float32), grid.affine)
@@ -40,7 +40,7 @@ def plot_mask(
         "annotate": True,
         "draw_cross": False,
     }
-    plotting.plot_stat_map(
+    _quiet_plot(
         deletion,
         display_mode="y",
         cut_coords=list(cut_coords),
@@ -51,7 +51,7 @@ def plot_mask(
     )
     peak = np.unravel_index(int(np.argmax(deletion.get_fdata())), grid.shape)
     world = grid.affine @ np.r_[np.asarray(peak, dtype=float), 1.0]
-    plotting.plot_stat_map(
+    _quiet_plot(
         deletion,
         display_mode="ortho",
         cut_coords=tuple(world[:3]),
@@ -60,3 +60,13 @@ def plot_mask(
         **common,
     )
     return save_figure(fig, out)
+
+
+def _quiet_plot(*args, **kwargs):
+    """nilearn's plot_stat_map, without its warning for a mask that deletes nothing
+    (such a mask is drawn as the bare template, which is what it is)."""
+    from nilearn import plotting
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="empty mask")
+        return plotting.plot_stat_map(*args, **kwargs)

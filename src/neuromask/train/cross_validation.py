@@ -41,11 +41,14 @@ def train_splits(
     *,
     splits: list[int] | None = None,
     runs: int = 1,
+    only_runs: list[int] | None = None,
     dartel_group: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> list[RunResult]:
-    """Train ``runs`` runs of each split; returns one result per (split, run)."""
+    """Train ``runs`` runs of each split; returns one result per (split, run).
+
+    ``only_runs`` trains just these run numbers (a study's job trains one run)."""
     config = config or TrainConfig()
     if runs < 1:
         raise ParameterError(f"--runs must be at least 1, got {runs}")
@@ -79,7 +82,7 @@ def train_splits(
     for k, (train, validation) in folder.folds.items():
         train_idx = np.asarray(row_indices(folder.train_val, train))
         val_idx = np.asarray(row_indices(folder.train_val, validation))
-        for r in range(runs):
+        for r in range(runs) if only_runs is None else only_runs:
             record = {
                 "split": k,
                 "run": r,

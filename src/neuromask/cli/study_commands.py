@@ -1,0 +1,88 @@
+"""``neuromask study NAME``: the paper's experiments, one command each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from neuromask.cli.display import console, print_table
+from neuromask.studies.config import STUDIES
+
+
+@click.command()
+@click.argument("name", type=click.Choice([*STUDIES, "all"]))
+@click.option(
+    "--config",
+    "config_name",
+    default="small",
+    help="A study TOML file, or a preset shipped with neuromask: small (3 mm synthetic "
+    "cohorts, minutes on a CPU) or paper (the paper's scale).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The study folder; studies with the same settings share it and reuse each "
+    "other's trainings and masks.",
+)
+@click.option(
+    "--storage",
+    default=None,
+    help="Optuna storage URL shared by the workers. Default: sqlite:///OUT/jobs.db. Give "
+    "a PostgreSQL URL to run workers on several machines.",
+)
+@click.option(
+    "--heartbeat",
+    "heartbeat_s",
+    type=int,
+    default=None,
+    help="Seconds between worker heartbeats; a job whose worker stays silent for twice "
+    "this long is run again by another worker. Default: the config's.",
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where to run."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def study(
+    name: str,
+    config_name: str,
+    out: Path,
+    storage: str | None,
+    heartbeat_s: int | None,
+    device: str,
+    quiet: bool,
+) -> None:
+    """Run one of the paper's studies (or all) and write its tables into OUT/NAME/.
+
+    \b
+    cnn        folds x runs: validation, test and independent-cohort balanced accuracy
+    mask-grid  masks across beta1, beta2, lambda1, lambda2 (the paper's Tables 2-3)
+    group      one group mask per fold and cohort; their top ROIs and similarities
+    session    session masks: intra- vs inter-subject similarity
+    training   masks of different folds vs different runs of one fold
+
+    Every training, evaluation and mask is a job in an Optuna storage. Start the same
+    command in several terminals or machines (same --out, or same --storage) to share
+    the work; rerun it after an interruption to finish what is left.
+    """
+    from neuromask.studies.config import load_study_config
+    from neuromask.studies.runner import run_study
+
+    config, text = load_study_config(config_name)
+    results = run_study(
+        name,
+        config,
+        out,
+        config_text=text,
+        storage=storage,
+        heartbeat_s=heartbeat_s,
+        device=device,
+        progress=not quiet,
+    )
+    for study_name, tables in results.items():
+        for table_name, table in tables.items():
+            if table_name == "masks" or table_name.endswith("_runs"):
+                continue
+            print_table(table, title=f"{study_name}: {table_name}")
+        console.print(f"Tables in {out / study_name}/")

@@ -1,0 +1,178 @@
+"""Running independent jobs through Optuna, so that several workers can share them.
+
+Every job of a study folder is a trial of one Optuna study, in one storage (SQLite by
+default, or a PostgreSQL URL for workers on several machines). A trial carries its job in
+user attributes: a unique ``job`` key and a JSON ``spec`` from which any worker rebuilds
+the job. Jobs come in stages (data, then trainings, then evaluations and masks):
+
+- a worker enqueues the jobs of a stage that the study does not hold yet, then pops
+  waiting trials (Optuna hands each waiting trial to one worker) and runs their jobs;
+- a job that is already complete, or running in a trial with a lower number, is skipped
+  (the trial is pruned), so two workers never run one job, even if it was enqueued twice;
+- a worker that dies leaves its trial RUNNING; Optuna's heartbeat marks it failed after
+  the grace period and re-queues a copy, and the job resumes from its own checkpoint;
+- a rerun runs only the jobs without a COMPLETE trial;
+- a worker leaves a stage only once every job of it is complete.
+
+Jobs must be idempotent and resumable (trainings and masks checkpoint and keep a done
+marker), because a job killed midway runs again.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from neuromask.errors import NeuromaskError
+from neuromask.progress import console
+
+Resolver = Callable[[dict[str, Any]], Callable[[], object]]
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str
+    spec: dict[str, Any]
+
+
+@dataclass
+class Stage:
+    name: str
+    jobs: list[Job] = field(default_factory=list)
+
+
+class StudyJobError(NeuromaskError, RuntimeError):
+    """A job of a study failed."""
+
+
+def open_storage(url: str, heartbeat_s: int) -> optuna.storages.RDBStorage:
+    from neuromask.train.search import open_storage as _open
+
+    return _open(url, heartbeat_s)
+
+
+def _load_or_create(url: str, heartbeat_s: int, name: str) -> optuna.Study:
+    """Workers starting at the same moment may race to create the tables or the study;
+    a failed attempt is retried."""
+    import sqlalchemy.exc
+
+    for attempt in range(6):
+        try:
+            return optuna.create_study(
+                study_name=name,
+                storage=open_storage(url, heartbeat_s),
+                direction="minimize",
+                sampler=optuna.samplers.RandomSampler(seed=0),
+                load_if_exists=True,
+            )
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+            if attempt == 5:
+                raise
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+_STATE = {
+    TrialState.COMPLETE: "complete",
+    TrialState.RUNNING: "running",
+    TrialState.WAITING: "waiting",
+}
+_RANK = {"missing": 0, "waiting": 1, "running": 2, "complete": 3}
+
+
+def job_status(study: optuna.Study, keys: Sequence[str]) -> dict[str, str]:
+    """Each job's state: 'complete', 'running', 'waiting' or 'missing' (never enqueued,
+    or only failed and pruned trials)."""
+    status = dict.fromkeys(keys, "missing")
+    for trial in study.get_trials(deepcopy=False):
+        key = trial.user_attrs.get("job")
+        state = _STATE.get(trial.state)
+        if key in status and state and _RANK[state] > _RANK[status[key]]:
+            status[key] = state
+    return status
+
+
+def job_counts(study: optuna.Study) -> dict[str, int]:
+    """How many trials ran each job to completion (1 for every finished job)."""
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        key = trial.user_attrs["job"]
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def run_stages(
+    stages: Sequence[Stage],
+    storage_url: str,
+    study_name: str,
+    resolve: Resolver,
+    *,
+    heartbeat_s: int = 60,
+    poll_s: float = 2.0,
+    progress: bool = True,
+) -> dict[str, str]:
+    """Run every stage's jobs, sharing them with any other worker on the same storage;
+    return the final state of each job."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # job errors are reported by us
+    study = _load_or_create(storage_url, heartbeat_s, study_name)
+
+    def objective(trial: optuna.Trial) -> float:
+        key = trial.user_attrs.get("job")
+        if key is None:  # the queue ran dry between our look and Optuna's pop
+            raise optuna.TrialPruned("no job")
+        for other in study.get_trials(deepcopy=False):
+            if other.number == trial.number or other.user_attrs.get("job") != key:
+                continue
+            if other.state == TrialState.COMPLETE or (
+                other.state == TrialState.RUNNING and other.number < trial.number
+            ):
+                raise optuna.TrialPruned(f"job {key} is done or running elsewhere")
+        if progress:
+            console.print(f"[bold]job[/bold] {key}")
+        try:
+            resolve(trial.user_attrs["spec"])()
+        except NeuromaskError:
+            raise
+        except Exception as exc:
+            raise StudyJobError(f"Job {key} failed: {type(exc).__name__}: {exc}") from exc
+        return 0.0
+
+    final: dict[str, str] = {}
+    for stage in stages:
+        keys = [job.key for job in stage.jobs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"stage {stage.name}: job keys must be unique")
+        specs = {job.key: job.spec for job in stage.jobs}
+        announced = False
+        while True:
+            status = job_status(study, keys)
+            todo = [k for k in keys if status[k] != "complete"]
+            if not todo:
+                break
+            for key in todo:
+                if status[key] == "missing":
+                    study.enqueue_trial({}, user_attrs={"job": key, "spec": specs[key]})
+            if progress and not announced:
+                console.print(
+                    f"[bold]{stage.name}[/bold]: {len(keys) - len(todo)} of {len(keys)} "
+                    "jobs already done"
+                )
+                announced = True
+            waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if not waiting:
+                # Only jobs running in other workers (or in dead ones, until the heartbeat
+                # marks them failed and queues them again).
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    optuna.storages.fail_stale_trials(study)
+                time.sleep(poll_s)
+                continue
+            study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False)
+        final.update(job_status(study, keys))
+    return final

@@ -1,0 +1,218 @@
+"""``neuromask study``: every study end to end on the tiny cohort, reruns that redo nothing,
+and the tables' arithmetic."""
+
+import json
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from neuromask.cli.main import cli
+from neuromask.studies.config import load_study_config, preset_names
+from neuromask.studies.engine import job_counts
+from neuromask.studies.runner import session_similarity
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def study_toml(tiny_training, path):
+    t = tiny_training
+    path.write_text(
+        f"""
+[data]
+caps = "{t["caps"]}"
+split_dir = "{t["split"]}"
+independent_caps = "{t["caps"]}"
+independent_tsv = "{t["split"] / "test.tsv"}"
+
+[study]
+folds = 2
+runs = 2
+session_subjects = 3
+heartbeat_s = 5
+
+[train]
+learning_rate = 0.001
+batch_size = 4
+max_epochs = 12
+patience = 12
+[train.model]
+n_blocks = 2
+first_filters = 4
+max_filters = 8
+sub_blocks = [1, 1]
+dropout = 0.0
+
+[mask]
+max_epochs = 3
+batch_size = 4
+lambda1 = 0.00001
+lambda2 = 0.00001
+
+[independent_mask]
+max_epochs = 3
+batch_size = 4
+lambda1 = 0.00001
+lambda2 = 0.00001
+
+[session_mask]
+max_epochs = 15
+patience = 15
+batch_size = 8
+lambda1 = 0.00001
+lambda2 = 0.00001
+
+[mask_grid]
+beta1 = [0.1, 1.0]
+beta2 = [1.0, 2.0]
+lambda1 = [0.0001]
+lambda2 = [0.01, 0.001]
+"""
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_study(tiny_training, tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    config = study_toml(tiny_training, root / "study.toml")
+    out = root / "out"
+    code, output = run("study", "all", "--config", config, "--out", out, "-q")
+    assert code == 0, output
+    return {"config": config, "out": out, "output": output}
+
+
+def test_cnn_table(finished_study):
+    out = finished_study["out"]
+    table = pd.read_csv(out / "cnn" / "balanced_accuracy.tsv", sep="\t")
+    assert table["split"].astype(str).tolist() == ["0", "1", "mean", "sd"]
+    runs = pd.read_csv(out / "cnn" / "balanced_accuracy_runs.tsv", sep="\t")
+    assert len(runs) == 4
+    for column in ("validation", "test", "independent"):
+        per_fold = runs.groupby("split")[column].mean()
+        np.testing.assert_allclose(table[column][:2], per_fold, atol=1e-6)
+        assert table[column][2] == pytest.approx(per_fold.mean(), abs=1e-6)
+    recorded = json.loads(
+        (out / "models" / "split-1" / "run-1" / "validation_metrics.json").read_text()
+    )
+    assert runs.iloc[3]["validation"] == pytest.approx(
+        recorded["metrics"]["balanced_accuracy"], abs=1e-6
+    )
+
+
+def test_mask_grid_tables(finished_study):
+    out = finished_study["out"] / "mask-grid"
+    masks = pd.read_csv(out / "masks.tsv", sep="\t")
+    # 2 + 2 + 1 + 2 grid points; beta1=0.1 and beta2=1 are one setting, computed once.
+    assert len(masks) == 7
+    assert (
+        masks.set_index(["parameter", "value"]).loc[("beta1", 0.1), "mask_file"]
+        == (masks.set_index(["parameter", "value"]).loc[("beta2", 1.0), "mask_file"])
+    )
+    for name in ("beta1", "beta2", "lambda2"):
+        table = pd.read_csv(out / f"similarity_{name}.tsv", sep="\t")
+        matrix = table.iloc[:, 1:].to_numpy()
+        assert matrix.shape == (2, 2)
+        np.testing.assert_allclose(matrix, matrix.T)
+    assert not (out / "similarity_lambda1.tsv").exists()  # one value: nothing to compare
+
+
+def test_group_and_training_tables(finished_study):
+    out = finished_study["out"]
+    tops = pd.read_csv(out / "group" / "top_rois.tsv", sep="\t")
+    assert sorted(zip(tops["split"], tops["cohort"], strict=True)) == [
+        (0, "adni"),
+        (0, "aibl"),
+        (1, "adni"),
+        (1, "aibl"),
+    ]
+    cohorts = pd.read_csv(out / "group" / "cohorts.tsv", sep="\t")
+    assert cohorts["split"].astype(str).tolist() == ["0", "1", "mean"]
+    assert ((cohorts["prob_cnn"] >= 0) & (cohorts["prob_cnn"] <= 1)).all()
+    summary = pd.read_csv(out / "training" / "summary.tsv", sep="\t")
+    assert summary["between"].tolist() == ["folds (run 0)", "runs (split 0)"]
+    folds = pd.read_csv(out / "training" / "folds_prob_cnn.tsv", sep="\t").iloc[:, 1:].to_numpy()
+    assert summary["mean_prob_cnn"][0] == pytest.approx(folds[0, 1], abs=1e-6)
+
+
+def test_session_tables(finished_study):
+    out = finished_study["out"]
+    table = pd.read_csv(out / "session" / "similarity.tsv", sep="\t")
+    assert table["metric"].tolist() == ["roi_similarity", "prob_cnn"]
+    masks = pd.read_csv(out / "session" / "masks.tsv", sep="\t")
+    assert masks["participant_id"].nunique() <= 3
+    assert (
+        table["pairs_inter"][0]
+        == masks["participant_id"].nunique() * (masks["participant_id"].nunique() - 1) // 2
+    )
+
+
+def test_rerun_redoes_no_job(finished_study):
+    out = finished_study["out"]
+    before = (out / "cnn" / "balanced_accuracy.tsv").read_text()
+    code, output = run("study", "all", "--config", finished_study["config"], "--out", out, "-q")
+    assert code == 0, output
+    assert (out / "cnn" / "balanced_accuracy.tsv").read_text() == before
+    study = optuna.load_study(study_name="neuromask", storage=f"sqlite:///{out / 'jobs.db'}")
+    counts = job_counts(study)
+    # 4 trainings, 8 evaluations, 6 group-mask settings of fold 0 run 0 (grid + defaults)
+    # and the other folds' and runs' masks, 1 session job: each ran exactly once.
+    assert set(counts.values()) == {1}
+    assert sum(k.startswith("train/") for k in counts) == 4
+    assert sum(k.startswith("evaluate/") for k in counts) == 8
+    assert sum(k.startswith("sessions/") for k in counts) == 1
+
+
+def test_other_settings_in_the_same_folder_are_refused(finished_study, tmp_path):
+    other = tmp_path / "other.toml"
+    other.write_text(finished_study["config"].read_text().replace("runs = 2", "runs = 3"))
+    code, output = run("study", "cnn", "--config", other, "--out", finished_study["out"])
+    assert code == 1 and "holds a study with other settings" in output
+
+
+def test_config_errors_name_the_table(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[data]\nsynthetic = true\n[masks]\nmax_epochs = 3\n")
+    code, output = run("study", "cnn", "--config", bad, "--out", tmp_path / "o")
+    assert code == 1 and "unknown table(s) masks" in output
+    bad.write_text("[data]\nsynthetic = true\n[mask]\nlambda1 = -1.0\n")
+    code, output = run("study", "cnn", "--config", bad, "--out", tmp_path / "o")
+    assert code == 1 and "lambda1 must be >= 0" in output
+    bad.write_text("[data]\ncaps = 'x'\n")
+    code, output = run("study", "cnn", "--config", bad, "--out", tmp_path / "o")
+    assert code == 1 and "needs caps and split_dir" in output
+
+
+def test_presets_load():
+    assert set(preset_names()) >= {"small", "paper"}
+    paper, _ = load_study_config("paper")
+    assert (paper.study.folds, paper.study.runs, paper.data.voxel_size) == (5, 5, 1.5)
+    assert paper.data.test_subjects_per_class == 100
+    assert len(paper.mask_grid.settings(paper.mask)) == 15
+    small, _ = load_study_config("small")
+    assert small.data.synthetic and small.data.voxel_size == 3.0
+
+
+def test_session_similarity_arithmetic():
+    index = pd.DataFrame(
+        {
+            "participant_id": ["a", "a", "b", "b", "c"],
+            "session_id": ["ses-M006", "ses-M000", "ses-M000", "ses-M012", "ses-M000"],
+        }
+    )
+    vectors = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 1, 1], [0, 0, 1]], dtype=float)
+    table = session_similarity(index, vectors).set_index("metric")
+    cos = lambda u, v: u @ v / np.linalg.norm(u) / np.linalg.norm(v)  # noqa: E731
+    intra = np.mean([cos(vectors[0], vectors[1]), cos(vectors[2], vectors[3])])
+    # Baselines: a -> row 1 (M000), b -> row 2, c -> row 4.
+    inter = np.mean(
+        [cos(vectors[1], vectors[2]), cos(vectors[1], vectors[4]), cos(vectors[2], vectors[4])]
+    )
+    assert table.loc["roi_similarity", "intra_subject"] == pytest.approx(intra, abs=1e-9)
+    assert table.loc["roi_similarity", "inter_subject"] == pytest.approx(inter, abs=1e-9)
+    assert table.loc["roi_similarity", "subjects_intra"] == 2

@@ -1,0 +1,105 @@
+"""The study engine: jobs shared by worker processes through Optuna storages."""
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from neuromask.studies.engine import job_counts, run_stages
+
+WORKER = str(Path(__file__).with_name("engine_worker.py"))
+
+
+def start_worker(url, log_dir, n_jobs=6, sleep_s=0.3, heartbeat=1):
+    return subprocess.Popen(
+        [sys.executable, WORKER, url, str(log_dir), str(n_jobs), str(sleep_s), str(heartbeat)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def started(log_dir):
+    path = Path(log_dir) / "log"
+    if not path.exists():
+        return []
+    return [line.split() for line in path.read_text().splitlines()]
+
+
+def check_two_workers(url, log_dir):
+    workers = [start_worker(url, log_dir) for _ in range(2)]
+    for w in workers:
+        out, err = w.communicate(timeout=240)
+        assert w.returncode == 0, err
+    runs = started(log_dir)
+    counts = collections.Counter(name for name, _ in runs)
+    expected = {f"a{i}" for i in range(6)} | {"b0", "b1"}
+    assert set(counts) == expected and set(counts.values()) == {1}, counts
+    # Both workers took part, and no second-stage job started before the first stage ended.
+    assert len({pid for _, pid in runs}) == 2
+    order = [name for name, _ in runs]
+    assert max(order.index(f"a{i}") for i in range(6)) < min(order.index("b0"), order.index("b1"))
+    study = optuna.load_study(study_name="test-engine", storage=url)
+    assert set(job_counts(study).values()) == {1} and len(job_counts(study)) == 8
+
+
+def test_two_workers_on_sqlite_share_jobs_without_repeating_one(tmp_path):
+    check_two_workers(f"sqlite:///{tmp_path / 'jobs.db'}", tmp_path / "logs")
+
+
+def test_two_workers_on_postgresql_share_jobs_without_repeating_one(postgres_url, tmp_path):
+    check_two_workers(postgres_url, tmp_path / "logs")
+
+
+def test_killed_worker_rerun_finishes_without_redoing_finished_jobs(tmp_path):
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    log_dir = tmp_path / "logs"
+    worker = start_worker(url, log_dir, n_jobs=6, sleep_s=1.0, heartbeat=1)
+    deadline = time.time() + 120
+    while len(list((log_dir / "done").glob("a*"))) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    finished = {p.name for p in (log_dir / "done").iterdir()}
+    assert 2 <= len(finished) < 6
+    rerun = start_worker(url, log_dir, n_jobs=6, sleep_s=0.1, heartbeat=1)
+    out, err = rerun.communicate(timeout=240)
+    assert rerun.returncode == 0, err
+    counts = collections.Counter(name for name, _ in started(log_dir))
+    for name in finished:  # finished before the kill: never started again
+        assert counts[name] == 1, counts
+    assert {p.name for p in (log_dir / "done").iterdir()} == {f"a{i}" for i in range(6)} | {
+        "b0",
+        "b1",
+    }
+    study = optuna.load_study(study_name="test-engine", storage=url)
+    assert len(job_counts(study)) == 8
+
+
+def test_a_failing_job_stops_the_worker_and_a_rerun_retries_it(tmp_path):
+    from neuromask.errors import NeuromaskError
+    from neuromask.studies.engine import Job, Stage
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    calls = []
+
+    def resolve(spec):
+        def run():
+            calls.append(spec["n"])
+            if spec["n"] == 1 and calls.count(1) == 1:
+                raise RuntimeError("disk full")
+
+        return run
+
+    stages = [Stage("only", [Job(f"j/{n}", {"n": n}) for n in range(3)])]
+    with pytest.raises(NeuromaskError, match="Job j/1 failed: RuntimeError: disk full"):
+        run_stages(stages, url, "s", resolve, heartbeat_s=5, poll_s=0.1, progress=False)
+    states = run_stages(stages, url, "s", resolve, heartbeat_s=5, poll_s=0.1, progress=False)
+    assert states == {"j/0": "complete", "j/1": "complete", "j/2": "complete"}
+    assert collections.Counter(calls) == {0: 1, 1: 2, 2: 1}
