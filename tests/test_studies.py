@@ -120,6 +120,7 @@ def test_mask_grid_tables(finished_study):
         assert matrix.shape == (2, 2)
         np.testing.assert_allclose(matrix, matrix.T)
     assert not (out / "similarity_lambda1.tsv").exists()  # one value: nothing to compare
+    assert (out / "masks_beta1.png").stat().st_size > 10_000
 
 
 def test_group_and_training_tables(finished_study):
@@ -134,6 +135,8 @@ def test_group_and_training_tables(finished_study):
     cohorts = pd.read_csv(out / "group" / "cohorts.tsv", sep="\t")
     assert cohorts["split"].astype(str).tolist() == ["0", "1", "mean"]
     assert ((cohorts["prob_cnn"] >= 0) & (cohorts["prob_cnn"] <= 1)).all()
+    for figure in ("group/masks_folds_cohorts.png", "training/masks_folds.png"):
+        assert (out / figure).stat().st_size > 10_000
     summary = pd.read_csv(out / "training" / "summary.tsv", sep="\t")
     assert summary["between"].tolist() == ["folds (run 0)", "runs (split 0)"]
     folds = pd.read_csv(out / "training" / "folds_prob_cnn.tsv", sep="\t").iloc[:, 1:].to_numpy()

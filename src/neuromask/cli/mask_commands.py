@@ -157,7 +157,7 @@ def session(
     """One mask per AD session of TSV that the CNN classifies correctly.
 
     Uses the session preset: the paper's early stopping (patience 200, at most 5,000
-    epochs, tolerance 0.01) with lambda1 and lambda2 ten times the group defaults (0.01). Writes OUT/sub-<P>_ses-<S>_mask.nii.gz and
+    epochs, tolerance 0.01) with the group defaults' lambda1 and lambda2 (0.001). Writes OUT/sub-<P>_ses-<S>_mask.nii.gz and
     OUT/index.tsv (final loss, epochs, P(AD) before and after masking). Rerun the same
     command after an interruption: finished sessions are kept.
     """

@@ -70,3 +70,38 @@ def _quiet_plot(*args, **kwargs):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="empty mask")
         return plotting.plot_stat_map(*args, **kwargs)
+
+
+def plot_mask_rows(
+    masks: list[tuple[str, np.ndarray]],
+    grid: Grid,
+    out: str | os.PathLike[str],
+    *,
+    title: str = "",
+    cut_coords: tuple[float, ...] = CORONAL_CUTS,
+    threshold: float = 0.05,
+) -> Path:
+    """Masks side by side, one row of coronal slices per (label, mask), all on one colour
+    scale (the paper's Figures 3-6)."""
+    background = nib.Nifti1Image(np.asarray(gm_template(grid), dtype=np.float32), grid.affine)
+    fig, axes = plt.subplots(len(masks), 1, figsize=(11, 2.3 * len(masks)), squeeze=False)
+    for row, (label, mask) in enumerate(masks):
+        deletion = nib.Nifti1Image(1.0 - np.asarray(mask, dtype=np.float32), grid.affine)
+        _quiet_plot(
+            deletion,
+            bg_img=background,
+            threshold=threshold,
+            vmax=1.0,
+            cmap="hot",
+            black_bg=True,
+            annotate=row == 0,
+            draw_cross=False,
+            display_mode="y",
+            cut_coords=list(cut_coords),
+            axes=axes[row, 0],
+            colorbar=row == 0,
+            title=label,
+        )
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, out)

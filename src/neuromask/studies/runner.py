@@ -433,6 +433,16 @@ def _mask_summary(ws: Workspace, out: Path, atlas, k: int = 5) -> dict:
     }
 
 
+def _figure(ws: Workspace, rows: list, study: str, name: str, title: str) -> None:
+    """Masks side by side, as a PNG in the study's folder."""
+    from neuromask.io.nifti import read_grid
+    from neuromask.report.mask_figure import plot_mask_rows
+
+    first = next((ws.out / "masks").rglob("mask.nii.gz"))
+    (ws.out / study).mkdir(parents=True, exist_ok=True)
+    plot_mask_rows(rows, read_grid(first), ws.out / study / name, title=title)
+
+
 def _grid_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
     from neuromask.metrics.similarity import cosine_matrix, roi_vectors
 
@@ -455,6 +465,13 @@ def _grid_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
         values = [v for p, v in masks if p == param]
         if len(values) < 2:
             continue
+        _figure(
+            ws,
+            [(f"{param} = {v:g}", masks[(param, v)]) for v in values],
+            "mask-grid",
+            f"masks_{param}.png",
+            f"Group masks across {param} (1 - m)",
+        )
         sim = cosine_matrix(roi_vectors([masks[(param, v)] for v in values], atlas))
         table = pd.DataFrame(sim, columns=[f"{v:g}" for v in values])
         table.insert(0, param, [f"{v:g}" for v in values])
@@ -496,6 +513,13 @@ def _group_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
             masks[(f, cohort)] = s.pop("mask")
             rows.append({"split": f, "cohort": cohort, **s})
     tables = {"top_rois": pd.DataFrame(rows)}
+    _figure(
+        ws,
+        [(f"split {f}, {cohort}", masks[(f, cohort)]) for f in folds for cohort, _ in cohorts],
+        "group",
+        "masks_folds_cohorts.png",
+        "Group masks: folds x cohorts (1 - m)",
+    )
     adni = [masks[(f, "adni")] for f in folds]
     _, _, sim, prob = _compare_models(
         ws, [(f, 0) for f in folds], adni, [f"split-{f}" for f in folds]
@@ -538,6 +562,13 @@ def _training_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
             continue
         masks = [ws.load_mask(ws.mask_dir(f, r, "adni", c.mask) / "mask.nii.gz") for f, r in pairs]
         names = [f"split-{f}/run-{r}" for f, r in pairs]
+        _figure(
+            ws,
+            list(zip(names, masks, strict=True)),
+            "training",
+            f"masks_{label.split()[0]}.png",
+            f"Group masks of different {label} (1 - m)",
+        )
         sim, prob, sim_t, prob_t = _compare_models(ws, pairs, masks, names)
         key = label.split()[0]
         tables[f"{key}_roi_similarity"], tables[f"{key}_prob_cnn"] = sim_t, prob_t
