@@ -96,7 +96,7 @@ def test_bad_hyperparameters_are_refused():
     ):
         with pytest.raises(ParameterError, match=next(iter(kwargs))):
             MaskConfig(**kwargs)
-    with pytest.raises(ParameterError, match="valid names: group, small-cohort, session"):
+    with pytest.raises(ParameterError, match="valid names: group, paper, small-cohort, session"):
         mask_preset("huge")
 
 

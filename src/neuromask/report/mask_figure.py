@@ -14,6 +14,8 @@ from neuromask.io.template import gm_template
 from neuromask.report.plotting import plt, save_figure
 
 CORONAL_CUTS = (-40.0, -30.0, -20.0, -10.0, 0.0, 10.0)
+#: Coronal cuts from the occipital to the frontal lobe, for masks side by side.
+SPREAD_CUTS = (-80.0, -54.0, -28.0, -2.0, 24.0, 50.0)
 
 
 def plot_mask(
@@ -78,7 +80,7 @@ def plot_mask_rows(
     out: str | os.PathLike[str],
     *,
     title: str = "",
-    cut_coords: tuple[float, ...] = CORONAL_CUTS,
+    cut_coords: tuple[float, ...] = SPREAD_CUTS,
     threshold: float = 0.05,
 ) -> Path:
     """Masks side by side, one row of coronal slices per (label, mask), all on one colour
@@ -103,5 +105,5 @@ def plot_mask_rows(
             title=label,
         )
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.0)
     return save_figure(fig, out)

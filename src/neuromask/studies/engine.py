@@ -51,31 +51,16 @@ class StudyJobError(NeuromaskError, RuntimeError):
     """A job of a study failed."""
 
 
-def open_storage(url: str, heartbeat_s: int) -> optuna.storages.RDBStorage:
-    from neuromask.train.search import open_storage as _open
-
-    return _open(url, heartbeat_s)
-
-
 def _load_or_create(url: str, heartbeat_s: int, name: str) -> optuna.Study:
-    """Workers starting at the same moment may race to create the tables or the study;
-    a failed attempt is retried."""
-    import sqlalchemy.exc
+    from neuromask.train.search import create_or_load_study
 
-    for attempt in range(6):
-        try:
-            return optuna.create_study(
-                study_name=name,
-                storage=open_storage(url, heartbeat_s),
-                direction="minimize",
-                sampler=optuna.samplers.RandomSampler(seed=0),
-                load_if_exists=True,
-            )
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
-            if attempt == 5:
-                raise
-            time.sleep(0.5 + attempt)
-    raise AssertionError("unreachable")
+    return create_or_load_study(
+        url,
+        name,
+        heartbeat_s,
+        direction="minimize",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
 
 
 _STATE = {

@@ -222,21 +222,38 @@ def run_search(
 
 
 def _open_study(storage: str, study_name: str, heartbeat_s: int, sampler_seed: int) -> optuna.Study:
-    """Create or load the study; workers starting at the same moment may race to create
-    the tables, so a failed attempt is retried."""
+    return create_or_load_study(
+        storage,
+        study_name,
+        heartbeat_s,
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=sampler_seed),
+    )
+
+
+def create_or_load_study(
+    storage: str,
+    study_name: str,
+    heartbeat_s: int,
+    *,
+    direction: str,
+    sampler: optuna.samplers.BaseSampler,
+) -> optuna.Study:
+    """Create or load a study on a heartbeat storage. Workers starting at the same moment
+    may race to create the tables or the study, so a failed attempt is retried."""
     import sqlalchemy.exc
 
-    for attempt in range(5):
+    for attempt in range(6):
         try:
             return optuna.create_study(
                 study_name=study_name,
                 storage=open_storage(storage, heartbeat_s),
-                direction="maximize",
-                sampler=optuna.samplers.RandomSampler(seed=sampler_seed),
+                direction=direction,
+                sampler=sampler,
                 load_if_exists=True,
             )
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
-            if attempt == 4:
+            if attempt == 5:
                 raise
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
