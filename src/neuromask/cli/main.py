@@ -44,6 +44,7 @@ def _register() -> None:
         compare_commands,
         data_commands,
         demo,
+        localize_commands,
         mask_commands,
         study_commands,
         train_commands,
@@ -58,6 +59,7 @@ def _register() -> None:
     cli.add_command(train_commands.search)
     cli.add_command(mask_commands.mask)
     cli.add_command(compare_commands.compare)
+    cli.add_command(localize_commands.localize)
     cli.add_command(study_commands.study)
     cli.add_command(demo.demo)
 

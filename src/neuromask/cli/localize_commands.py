@@ -1,0 +1,75 @@
+"""``neuromask localize``: score a mask or an attribution map against synthetic ground truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from neuromask.cli.display import console, print_table
+
+
+@click.command()
+@click.argument("map_path", metavar="MAP_OR_MASK", type=click.Path(path_type=Path))
+@click.option(
+    "--truth",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The cohort's ground_truth folder (written by neuromask synth).",
+)
+@click.option("-k", "--top", "k", type=int, default=5, help="ROIs compared with the truth.")
+@click.option(
+    "--attribution",
+    is_flag=True,
+    help="MAP is an attribution map (relevance |a|), not a mask (relevance 1 - m).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the scores as JSON.",
+)
+def localize(map_path: Path, truth: Path, k: int, attribution: bool, out: Path | None) -> None:
+    """Score MAP_OR_MASK against a synthetic cohort's atrophied regions: ROI precision
+    and recall at k, voxel-level ROC AUC and relevance mass accuracy.
+
+    Example: neuromask localize group/mask.nii.gz --truth synth/ground_truth
+    """
+    import pandas as pd
+
+    from neuromask.io.atlas import load_aal2
+    from neuromask.io.atomic import atomic_path
+    from neuromask.io.nifti import load_volume
+    from neuromask.metrics.localization import localization_scores, read_truth_rois
+
+    truth_rois = read_truth_rois(truth)
+    truth_map = truth / "atrophy_map.nii.gz"
+    values, grid = load_volume(map_path)
+    if truth_map.is_file():
+        load_volume(truth_map, grid, reference=str(map_path))  # same grid, affine included
+    scores = localization_scores(
+        values,
+        load_aal2(grid),
+        truth_rois,
+        k=k,
+        kind="attribution" if attribution else "mask",
+    )
+    print_table(
+        pd.DataFrame(
+            [
+                {"score": f"ROI precision at {k}", "value": scores.roi_precision_at_k},
+                {"score": f"ROI recall at {k}", "value": scores.roi_recall_at_k},
+                {"score": "voxel ROC AUC", "value": scores.voxel_auc},
+                {"score": "mass accuracy", "value": scores.mass_accuracy},
+            ]
+        ),
+        title=f"Localisation of {map_path}",
+    )
+    console.print(f"Top {k} ROIs: {', '.join(scores.top_rois)}")
+    console.print(f"Atrophied ROIs: {', '.join(scores.truth_rois)}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps({"map": str(map_path), **scores.to_dict()}, indent=2))
+        console.print(f"Scores written to {out}")

@@ -1,0 +1,112 @@
+"""How well a mask or an attribution map finds a synthetic cohort's ground truth.
+
+The relevance of a voxel is 1 − m for a mask, and |a| for an attribution map. The truth
+is the set of atrophied AAL2 ROIs that the cohort's ``ground_truth/atrophy_rois.tsv``
+lists; its voxels are those ROIs' voxels. Scores:
+
+- ``roi_precision_at_k`` / ``roi_recall_at_k``: the k ROIs of highest mean relevance,
+  against the atrophied ROIs (precision: share of the k that are atrophied; recall:
+  share of the atrophied ROIs among the k);
+- ``voxel_auc``: ROC AUC of the relevance, over the atlas's labelled (brain) voxels, for
+  telling the atrophied ROIs' voxels from the rest;
+- ``mass_accuracy``: the share of the total relevance inside the atrophied ROIs
+  (relevance mass accuracy); NaN when the map has no relevance at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from neuromask.errors import MissingFileError, ParameterError
+from neuromask.io.atlas import Atlas
+
+
+@dataclass(frozen=True)
+class LocalizationScores:
+    k: int
+    roi_precision_at_k: float
+    roi_recall_at_k: float
+    voxel_auc: float
+    mass_accuracy: float
+    top_rois: tuple[str, ...]
+    truth_rois: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["top_rois"], d["truth_rois"] = list(self.top_rois), list(self.truth_rois)
+        return d
+
+
+def relevance_of(values: np.ndarray, kind: str) -> np.ndarray:
+    """1 − m for a mask (values must lie in [0, 1]), |a| for an attribution map."""
+    values = np.asarray(values, dtype=np.float64)
+    if kind == "mask":
+        if values.min() < -1e-6 or values.max() > 1 + 1e-6:
+            raise ParameterError(
+                f"a mask must lie in [0, 1], got values in [{values.min():.3g}, {values.max():.3g}]; "
+                "score an attribution map with --attribution"
+            )
+        return 1.0 - values
+    if kind == "attribution":
+        return np.abs(values)
+    raise ParameterError(f"kind must be 'mask' or 'attribution', got {kind!r}")
+
+
+def localization_scores(
+    values: np.ndarray, atlas: Atlas, truth_rois: list[str], *, k: int = 5, kind: str = "mask"
+) -> LocalizationScores:
+    if k < 1:
+        raise ParameterError(f"k must be at least 1, got {k}")
+    if np.asarray(values).shape != atlas.labels.shape:
+        raise ParameterError(
+            f"map shape {np.asarray(values).shape} differs from the atlas grid {atlas.labels.shape}"
+        )
+    relevance = relevance_of(values, kind)
+    labels = atlas.labels
+    truth_rois = [str(n) for n in truth_rois]
+    unknown = sorted(set(truth_rois) - set(atlas.names))
+    if unknown:
+        raise ParameterError(f"ground-truth ROIs not in the atlas: {', '.join(unknown)}")
+    # Mean relevance per ROI, ROIs without voxels left out.
+    size = int(labels.max()) + 1
+    sums = np.bincount(labels.ravel(), weights=relevance.ravel(), minlength=size)
+    counts = np.bincount(labels.ravel(), minlength=size)
+    present = counts[atlas.values] > 0
+    means = pd.Series(
+        sums[atlas.values][present] / counts[atlas.values][present],
+        index=np.asarray(atlas.names)[present],
+    )
+    top = means.sort_values(ascending=False, kind="stable").head(k).index.tolist()
+    hits = len(set(top) & set(truth_rois))
+    brain = labels > 0
+    inside = atlas.mask(truth_rois)
+    y = inside[brain]
+    auc = float(roc_auc_score(y, relevance[brain])) if 0 < y.sum() < y.size else float("nan")
+    total = float(relevance.sum())
+    mass = float(relevance[inside].sum() / total) if total > 0 else float("nan")
+    return LocalizationScores(
+        k=k,
+        roi_precision_at_k=hits / len(top),
+        roi_recall_at_k=hits / len(truth_rois),
+        voxel_auc=auc,
+        mass_accuracy=mass,
+        top_rois=tuple(top),
+        truth_rois=tuple(truth_rois),
+    )
+
+
+def read_truth_rois(truth_dir: str | os.PathLike[str]) -> list[str]:
+    """The atrophied ROI names of a synthetic cohort's ground-truth folder."""
+    path = Path(truth_dir) / "atrophy_rois.tsv"
+    if not path.is_file():
+        raise MissingFileError(
+            f"{path} does not exist; --truth takes the ground_truth folder that "
+            "`neuromask synth` writes"
+        )
+    return pd.read_csv(path, sep="\t")["roi_name"].astype(str).tolist()
