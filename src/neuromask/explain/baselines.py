@@ -1,0 +1,186 @@
+"""The attribution methods users would otherwise pick, on the same CNN, through Captum.
+
+Captum is an optional dependency (``pip install 'neuromask[baselines]'``). Every method
+returns one map per image, shaped like the inputs (N, 1, X, Y, Z), for the target class:
+
+- ``saliency``: |d score / d x| (Simonyan et al.);
+- ``grad_cam``: Grad-CAM on the last convolutional block, pooled over the three
+  spatial axes, ReLU'd and upsampled trilinearly to the image grid;
+- ``integrated_gradients``: from the baseline image μ (the masks' fill value) to x;
+- ``occlusion``: a cube of ``window`` voxels set to μ, slid with stride ``window``;
+- ``roi_ablation``: each atlas ROI set to μ in turn (one forward pass per ROI); the
+  drop in score is spread over the ROI's voxels.
+
+Signed maps (integrated gradients, occlusion, ablation) keep their sign; ``localize``
+scores |a|.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from neuromask.errors import NeuromaskError, ParameterError
+
+METHODS = ("saliency", "grad_cam", "integrated_gradients", "occlusion", "roi_ablation")
+
+
+class MissingExtraError(NeuromaskError, ImportError):
+    """An optional dependency is not installed."""
+
+
+def _captum():
+    try:
+        import captum.attr as attr
+    except ImportError:
+        raise MissingExtraError(
+            "The baseline attribution methods need Captum: pip install 'neuromask[baselines]'"
+        ) from None
+    return attr
+
+
+def last_conv_layer(model: torch.nn.Module) -> torch.nn.Module:
+    """The layer Grad-CAM reads: the activation after the last Conv3d of a
+    ``features`` Sequential (as in neuromask's CNN3D), or else the last Conv3d."""
+    features = getattr(model, "features", None)
+    if isinstance(features, torch.nn.Sequential):
+        convs = [i for i, m in enumerate(features) if isinstance(m, torch.nn.Conv3d)]
+        if convs:
+            after = features[convs[-1] + 1 : convs[-1] + 3]
+            for module in after:
+                if not isinstance(module, torch.nn.BatchNorm3d):
+                    return module
+            return features[convs[-1]]
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
+    if not convs:
+        raise ParameterError("grad_cam needs a model with a Conv3d layer")
+    return convs[-1]
+
+
+def attribute(
+    method: str,
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    target: int = 1,
+    *,
+    mu: float = 1.0,
+    atlas_labels: np.ndarray | None = None,
+    n_steps: int = 16,
+    window: int = 4,
+    batch_size: int = 8,
+) -> torch.Tensor:
+    """Attribution maps of ``method`` for ``images`` (N, 1, X, Y, Z)."""
+    if method not in METHODS:
+        raise ParameterError(f"Unknown method {method!r}; valid: {', '.join(METHODS)}")
+    attr = _captum()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = images.float()
+    out = []
+    for start in range(0, x.shape[0], batch_size):
+        batch = x[start : start + batch_size].clone().requires_grad_(method != "roi_ablation")
+        if method == "saliency":
+            a = attr.Saliency(model).attribute(batch, target=target, abs=True)
+        elif method == "integrated_gradients":
+            a = attr.IntegratedGradients(model).attribute(
+                batch,
+                baselines=mu,
+                target=target,
+                n_steps=n_steps,
+                internal_batch_size=batch_size,
+            )
+        elif method == "grad_cam":
+            cam = attr.LayerGradCam(model, last_conv_layer(model)).attribute(
+                batch, target=target, relu_attributions=True
+            )
+            a = attr.LayerAttribution.interpolate(
+                cam, tuple(batch.shape[2:]), interpolate_mode="trilinear"
+            )
+        elif method == "occlusion":
+            if window < 1:
+                raise ParameterError(f"window must be at least 1, got {window}")
+            a = attr.Occlusion(model).attribute(
+                batch,
+                sliding_window_shapes=(1, window, window, window),
+                strides=(1, window, window, window),
+                baselines=mu,
+                target=target,
+                perturbations_per_eval=batch_size,
+            )
+        else:
+            if atlas_labels is None:
+                raise ParameterError("roi_ablation needs the atlas labels on the image grid")
+            labels = torch.as_tensor(np.asarray(atlas_labels, dtype=np.int64))
+            if tuple(labels.shape) != tuple(batch.shape[2:]):
+                raise ParameterError(
+                    f"atlas grid {tuple(labels.shape)} differs from the images' {tuple(batch.shape[2:])}"
+                )
+            with torch.no_grad():
+                a = attr.FeatureAblation(model).attribute(
+                    batch,
+                    target=target,
+                    baselines=mu,
+                    feature_mask=labels[None, None].expand_as(batch),
+                    perturbations_per_eval=batch_size,
+                )
+            # FeatureAblation gives every voxel of a ROI the ROI's drop; spread it.
+            counts = torch.bincount(labels.ravel()).float()
+            a = a / counts[labels].clamp_min(1)[None, None]
+            a[:, :, labels == 0] = 0.0
+        out.append(a.detach().float())
+    return torch.cat(out)
+
+
+@dataclass
+class Cost:
+    seconds: float
+    peak_memory_mb: float
+
+
+def measure(fn: Callable[[], object]) -> tuple[object, Cost]:
+    """Run ``fn``; its wall time and peak memory above the start (CUDA: allocated
+    memory; CPU: the process's resident set, sampled every 5 ms; NaN where unknown)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        tic = time.perf_counter()
+        result = fn()
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - tic
+        return result, Cost(seconds, (torch.cuda.max_memory_allocated() - base) / 2**20)
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def rss() -> float:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * page
+        except OSError:
+            return float("nan")
+
+    start = rss()
+    peak = [start]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], rss())
+            done.wait(0.005)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    tic = time.perf_counter()
+    try:
+        result = fn()
+    finally:
+        seconds = time.perf_counter() - tic
+        done.set()
+        thread.join()
+    return result, Cost(seconds, (max(peak[0], rss()) - start) / 2**20)

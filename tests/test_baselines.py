@@ -1,0 +1,60 @@
+"""The baseline attribution methods through Captum, on the tiny trained CNN."""
+
+import numpy as np
+import pytest
+import torch
+
+from neuromask.explain.baselines import METHODS, attribute, last_conv_layer, measure
+from neuromask.io.atlas import load_aal2
+from neuromask.io.grid import clinica_grid
+from neuromask.train.evaluate import load_trained_model
+
+pytest.importorskip("captum")
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model):
+    model, _ = load_trained_model(tiny_model)
+    grid = clinica_grid(6.0)
+    images = torch.rand(3, 1, *grid.shape, generator=torch.Generator().manual_seed(0))
+    return model, images, load_aal2(grid)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_gives_one_finite_map_per_image(setup, method):
+    model, images, atlas = setup
+    maps = attribute(method, model, images, atlas_labels=atlas.labels, window=8, n_steps=4)
+    assert maps.shape == images.shape and torch.isfinite(maps).all()
+    assert maps.abs().sum() > 0
+    if method in ("saliency", "grad_cam"):
+        assert (maps >= 0).all()
+
+
+def test_roi_ablation_spreads_each_rois_drop_over_its_voxels(setup):
+    model, images, atlas = setup
+    maps = attribute("roi_ablation", model, images[:1], atlas_labels=atlas.labels)[0, 0].numpy()
+    labels = atlas.labels
+    assert (maps[labels == 0] == 0).all()
+    value = int(atlas.values[0])
+    inside = maps[labels == value]
+    np.testing.assert_allclose(inside, inside[0])
+    # The ROI's total equals the drop in score when the ROI alone is set to mu = 1.
+    x = images[:1].clone()
+    with torch.no_grad():
+        base = model(x)[0, 1]
+        x[0, 0, torch.as_tensor(labels == value)] = 1.0
+        drop = base - model(x)[0, 1]
+    assert inside.sum() == pytest.approx(float(drop), rel=1e-4, abs=1e-5)
+
+
+def test_grad_cam_reads_the_activation_after_the_last_convolution(setup):
+    model, _, _ = setup
+    layer = last_conv_layer(model)
+    convs = [i for i, m in enumerate(model.features) if isinstance(m, torch.nn.Conv3d)]
+    assert layer is model.features[convs[-1] + 2]
+
+
+def test_measure_reports_time_and_memory():
+    result, cost = measure(lambda: torch.ones(2_000_000).sum())
+    assert float(result) == 2_000_000 and cost.seconds >= 0
+    assert cost.peak_memory_mb >= 0 or np.isnan(cost.peak_memory_mb)
