@@ -68,7 +68,7 @@ def read_masks(paths: list[str | os.PathLike[str]]) -> tuple[list[np.ndarray], o
     return masks, grid
 
 
-def _model_images(model_dir: Path, device: str, cache_dir, progress: bool):
+def model_validation_images(model_dir: Path, device: str, cache_dir, progress: bool):
     """A model and the correctly classified AD sessions of its split's validation set."""
     from neuromask.explain import MeaningfulPerturbation
     from neuromask.mask_jobs import load_ad_sessions
@@ -137,7 +137,7 @@ def compare_files(
     atlas = load_atlas(atlas_nifti, atlas_tsv, grid) if atlas_nifti else load_aal2(grid)
     models = images = None
     if model_dirs:
-        pairs = [_model_images(Path(d), device, cache_dir, progress) for d in model_dirs]
+        pairs = [model_validation_images(Path(d), device, cache_dir, progress) for d in model_dirs]
         models = [p[0] for p in pairs]
         images = [p[1] for p in pairs]
     result = compare_masks(

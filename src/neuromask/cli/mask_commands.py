@@ -157,8 +157,9 @@ def session(
     """One mask per AD session of TSV that the CNN classifies correctly.
 
     Uses the session preset: the paper's early stopping (patience 200, at most 5,000
-    epochs, tolerance 0.01) with the group defaults' lambda1 and lambda2 (0.001). Writes OUT/sub-<P>_ses-<S>_mask.nii.gz and
-    OUT/index.tsv (final loss, epochs, P(AD) before and after masking). Rerun the same
+    epochs, tolerance 0.01) with the group defaults' lambda1 and lambda2 (0.001).
+    Writes OUT/sub-<P>_ses-<S>_mask.nii.gz and OUT/index.tsv (final loss, epochs,
+    P(AD) before and after masking). Rerun the same
     command after an interruption: finished sessions are kept.
     """
     from neuromask.mask_jobs import session_mask_job

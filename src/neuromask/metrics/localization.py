@@ -25,6 +25,7 @@ from sklearn.metrics import roc_auc_score
 
 from neuromask.errors import MissingFileError, ParameterError
 from neuromask.io.atlas import Atlas
+from neuromask.metrics.roi import roi_means
 
 
 @dataclass(frozen=True)
@@ -73,15 +74,7 @@ def localization_scores(
     unknown = sorted(set(truth_rois) - set(atlas.names))
     if unknown:
         raise ParameterError(f"ground-truth ROIs not in the atlas: {', '.join(unknown)}")
-    # Mean relevance per ROI, ROIs without voxels left out.
-    size = int(labels.max()) + 1
-    sums = np.bincount(labels.ravel(), weights=relevance.ravel(), minlength=size)
-    counts = np.bincount(labels.ravel(), minlength=size)
-    present = counts[atlas.values] > 0
-    means = pd.Series(
-        sums[atlas.values][present] / counts[atlas.values][present],
-        index=np.asarray(atlas.names)[present],
-    )
+    means = roi_means(relevance, atlas).dropna()  # ROIs without voxels left out
     top = means.sort_values(ascending=False, kind="stable").head(k).index.tolist()
     hits = len(set(top) & set(truth_rois))
     brain = labels > 0

@@ -23,19 +23,26 @@ def roi_densities(mask: np.ndarray, atlas: Atlas) -> pd.Series:
     [0.75, 0.0]
     """
     mask = np.asarray(mask, dtype=np.float64)
-    if mask.shape != atlas.labels.shape:
+    return roi_means(1.0 - mask, atlas).rename("density")
+
+
+def roi_means(values: np.ndarray, atlas: Atlas) -> pd.Series:
+    """Mean of ``values`` over every ROI of ``atlas`` (indexed by ROI name, in atlas
+    order); ROIs without a voxel on the grid get NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != atlas.labels.shape:
         raise GridMismatchError(
-            f"mask shape {mask.shape} differs from the atlas grid {atlas.labels.shape}"
+            f"map shape {values.shape} differs from the atlas grid {atlas.labels.shape}"
         )
-    deletion = (1.0 - mask).ravel()
+    flat = values.ravel()
     labels = atlas.labels.ravel()
     values = atlas.values
     size = int(max(labels.max(), values.max())) + 1
-    sums = np.bincount(labels, weights=deletion, minlength=size)
+    sums = np.bincount(labels, weights=flat, minlength=size)
     counts = np.bincount(labels, minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
         density = np.where(counts[values] > 0, sums[values] / np.maximum(counts[values], 1), np.nan)
-    return pd.Series(density, index=atlas.names, name="density")
+    return pd.Series(density, index=atlas.names, name="mean")
 
 
 def top_rois(mask: np.ndarray, atlas: Atlas, k: int = 5) -> pd.DataFrame:

@@ -14,13 +14,14 @@ Layout: ``study.toml`` (the settings, as read), ``data/`` (synthetic cohorts, wh
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import os
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ class Workspace:
     config: StudyConfig
     progress: bool = True
     device: str = "auto"
+    _models: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ data
     @property
@@ -300,7 +302,8 @@ class Workspace:
 
         return load_volume(path)[0]
 
-    def atlas(self):
+    @functools.cached_property
+    def _atlas(self):
         from neuromask.io.atlas import load_aal2
         from neuromask.io.nifti import read_grid
 
@@ -309,10 +312,20 @@ class Workspace:
             first = next(self.session_dir().glob("*_mask.nii.gz"))
         return load_aal2(read_grid(first))
 
-    def model_and_images(self, split: int, run: int):
-        from neuromask.compare import _model_images
+    def atlas(self):
+        """AAL2 on the masks' grid (resampled once per workspace)."""
+        return self._atlas
 
-        return _model_images(self.model_dir(split, run), self.device, self.cache, False)
+    def model_and_images(self, split: int, run: int):
+        """A trained model and its validation AD images, loaded once per workspace."""
+        key = (split, run)
+        if key not in self._models:
+            from neuromask.compare import model_validation_images
+
+            self._models[key] = model_validation_images(
+                self.model_dir(split, run), self.device, self.cache, False
+            )
+        return self._models[key]
 
 
 # ---------------------------------------------------------------------- the studies
@@ -634,36 +647,23 @@ def _session_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
 
     folder = ws.session_dir()
     index = pd.read_csv(folder / "index.tsv", sep="\t")
-    atlas = ws.atlas()
     masks = [ws.load_mask(folder / f) for f in index["mask_file"]]
-    vectors = roi_vectors(masks, atlas)
+    vectors = roi_vectors(masks, ws.atlas())
     model, record = load_trained_model(ws.model_dir(0, 0))
+    explainer = MeaningfulPerturbation(model, ws.config.session_mask)
     inputs = load_ad_sessions(
-        model,
-        record,
-        ws.caps,
-        ws.sessions_tsv(),
-        MeaningfulPerturbation(model),
-        cache_dir=ws.cache,
-        progress=False,
+        model, record, ws.caps, ws.sessions_tsv(), explainer, cache_dir=ws.cache, progress=False
     )
     keys = list(zip(inputs.sessions["participant_id"], inputs.sessions["session_id"], strict=True))
     position = {k: i for i, k in enumerate(keys)}
-    images = inputs.images[
-        [
-            position[(p, s)]
-            for p, s in zip(index["participant_id"], index["session_id"], strict=True)
-        ]
-    ]
-    n = len(masks)
-    directed = np.empty((n, n))
-    with torch.no_grad():
-        for j in range(n):
-            m = torch.as_tensor(masks[j])[None, None]
-            x = m * images + (1 - m) * ws.config.session_mask.mu
-            directed[:, j] = torch.softmax(model(x).float(), 1)[:, 1].numpy()
-    prob = symmetric_prob_cnn(directed)
-    table = session_similarity(index, vectors, prob)
+    rows = [position[k] for k in zip(index["participant_id"], index["session_id"], strict=True)]
+    images = inputs.images[rows]
+    # directed[i, j]: P(AD) of session i's image masked with session j's mask.
+    directed = np.stack(
+        [explainer.probabilities(images, 1, torch.as_tensor(m)[None, None]) for m in masks],
+        axis=1,
+    )
+    table = session_similarity(index, vectors, symmetric_prob_cnn(directed))
     return {"similarity": table, "masks": index}
 
 
