@@ -103,3 +103,41 @@ def test_a_failing_job_stops_the_worker_and_a_rerun_retries_it(tmp_path):
     states = run_stages(stages, url, "s", resolve, heartbeat_s=5, poll_s=0.1, progress=False)
     assert states == {"j/0": "complete", "j/1": "complete", "j/2": "complete"}
     assert collections.Counter(calls) == {0: 1, 1: 2, 2: 1}
+
+
+def test_a_worker_killed_before_its_first_heartbeat_does_not_block_the_job(tmp_path):
+    """A trial popped (RUNNING) by a worker that died before Optuna's heartbeat thread
+    wrote anything is never stale to Optuna; the engine must still rerun its job."""
+    from neuromask.studies.engine import Job, Stage
+    from neuromask.train.search import create_or_load_study
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    study = create_or_load_study(
+        url, "s", 1, direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+    study.enqueue_trial({}, user_attrs={"job": "j/0", "spec": {"n": 0}})
+    orphan = study.ask()  # popped, RUNNING, and no heartbeat: the dead worker's state
+    assert orphan.user_attrs["job"] == "j/0"
+    calls = []
+
+    def resolve(spec):
+        return lambda: calls.append(spec["n"])
+
+    stages = [Stage("only", [Job("j/0", {"n": 0}), Job("j/1", {"n": 1})])]
+    result = {}
+
+    def work():
+        result["states"] = run_stages(
+            stages, url, "s", resolve, heartbeat_s=1, poll_s=0.1, progress=False
+        )
+
+    import threading
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    thread.join(timeout=120)  # without the fix, the worker waits for the orphan forever
+    assert not thread.is_alive(), "the orphaned job was never run again"
+    assert result["states"] == {"j/0": "complete", "j/1": "complete"}
+    assert sorted(calls) == [0, 1]
+    failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+    assert [t.number for t in failed] == [orphan.number]

@@ -10,7 +10,10 @@ the job. Jobs come in stages (data, then trainings, then evaluations and masks):
 - a job that is already complete, or running in a trial with a lower number, is skipped
   (the trial is pruned), so two workers never run one job, even if it was enqueued twice;
 - a worker that dies leaves its trial RUNNING; Optuna's heartbeat marks it failed after
-  the grace period and re-queues a copy, and the job resumes from its own checkpoint;
+  the grace period and re-queues a copy, and the job resumes from its own checkpoint.
+  A worker killed between Optuna's pop of a trial and its first heartbeat leaves a RUNNING
+  trial that Optuna never sees as stale, so a waiting worker writes one heartbeat for
+  every running trial it meets (a live worker's own heartbeats simply overwrite it);
 - a rerun runs only the jobs without a COMPLETE trial;
 - a worker leaves a stage only once every job of it is complete.
 
@@ -92,6 +95,21 @@ def job_counts(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
+def _heartbeat_once(study: optuna.Study, touched: set[int]) -> None:
+    """Record one heartbeat for each running trial not met before.
+
+    Optuna marks a trial stale only once it has a heartbeat older than the grace period;
+    a worker that died right after popping its trial left none, and its job would wait
+    forever. One heartbeat written here makes such a trial stale a grace period later. A
+    live trial's own heartbeat thread overwrites it, so it is never failed by mistake.
+    """
+    storage = study._storage
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial._trial_id not in touched:
+            touched.add(trial._trial_id)
+            storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+
+
 def run_stages(
     stages: Sequence[Stage],
     storage_url: str,
@@ -135,6 +153,7 @@ def run_stages(
             raise ValueError(f"stage {stage.name}: job keys must be unique")
         specs = {job.key: job.spec for job in stage.jobs}
         announced = False
+        touched: set[int] = set()
         while True:
             status = job_status(study, keys)
             todo = [k for k in keys if status[k] != "complete"]
@@ -153,6 +172,7 @@ def run_stages(
             if not waiting:
                 # Only jobs running in other workers (or in dead ones, until the heartbeat
                 # marks them failed and queues them again).
+                _heartbeat_once(study, touched)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     optuna.storages.fail_stale_trials(study)
