@@ -118,3 +118,79 @@ def tiny_model(tiny_training, tmp_path_factory):
         progress=False,
     )
     return out / "split-0" / "run-0"
+
+
+def study_toml(tiny_training, path):
+    t = tiny_training
+    path.write_text(
+        f"""
+[data]
+caps = "{t["caps"]}"
+split_dir = "{t["split"]}"
+independent_caps = "{t["caps"]}"
+independent_tsv = "{t["split"] / "test.tsv"}"
+
+[study]
+folds = 2
+runs = 2
+session_subjects = 3
+heartbeat_s = 5
+
+[train]
+learning_rate = 0.001
+batch_size = 4
+max_epochs = 12
+patience = 12
+[train.model]
+n_blocks = 2
+first_filters = 4
+max_filters = 8
+sub_blocks = [1, 1]
+dropout = 0.0
+
+[mask]
+max_epochs = 3
+batch_size = 4
+lambda1 = 0.00001
+lambda2 = 0.00001
+
+[independent_mask]
+max_epochs = 3
+batch_size = 4
+lambda1 = 0.00001
+lambda2 = 0.00001
+
+[session_mask]
+max_epochs = 15
+patience = 15
+batch_size = 8
+lambda1 = 0.00001
+lambda2 = 0.00001
+
+[mask_grid]
+beta1 = [0.1, 1.0]
+beta2 = [1.0, 2.0]
+lambda1 = [0.0001]
+lambda2 = [0.01, 0.001]
+"""
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def finished_study(tiny_training, tmp_path_factory):
+    """Every study of `neuromask study all` on the tiny cohort (2 folds x 2 runs)."""
+    from click.testing import CliRunner
+
+    from neuromask.cli.main import cli
+
+    root = tmp_path_factory.mktemp("study")
+    config = study_toml(tiny_training, root / "study.toml")
+    out = root / "out"
+    result = CliRunner().invoke(
+        cli,
+        ["study", "all", "--config", str(config), "--out", str(out), "-q"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    return {"config": config, "out": out, "output": result.output}

@@ -67,3 +67,18 @@ def test_grid_mismatch_names_file(tmp_path, odd_grid):
     other = Grid(odd_grid.shape, np.diag([2.0, 3.0, 4.0, 1.0]))
     with pytest.raises(GridMismatchError, match=r"m\.nii\.gz"):
         load_volume(path, other)
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from neuromask.io.atomic import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "a.tsv") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.tsv").stat().st_mode) == 0o644

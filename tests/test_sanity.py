@@ -82,6 +82,9 @@ def test_similarity_helpers():
     assert np.isnan(spearman(a, np.ones(3)))
     vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     assert inter_subject_similarity(vectors) == pytest.approx((0 + 2 * 2**-0.5) / 3)
+    ranks = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [1.0, 1.0, 1.0]])
+    # Pairs with a constant vector have no rank correlation and are left out.
+    assert inter_subject_similarity(ranks, spearman) == pytest.approx(-1.0)
 
 
 def quick(**overrides):

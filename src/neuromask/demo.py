@@ -1,101 +1,135 @@
-"""The demo: the pipeline end to end on an embedded synthetic default.
+"""The demo: the whole method end to end on an embedded synthetic default.
 
-Two small cohorts at 3 mm are synthesised (ADNI-like for training and testing, AIBL-like
-as the independent cohort), both with injected segmentation failures; the quality check
-removes them, and the ADNI-like cohort is split into a matched test set and folds.
-Later stages (training, masks, studies, report) join as they land.
+``run_demo`` runs every study of the ``small`` preset (two synthetic 3 mm cohorts,
+ADNI-like and AIBL-like, with injected segmentation failures; quality check and matched
+split; CNN training over folds and runs; group masks on both cohorts; session masks; the
+mask-hyperparameter grid), then writes the HTML report and summarises what the masks
+found next to the ground truth. The demo folder is a study folder: an interrupted demo
+resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from neuromask.data.split import SplitConfig, make_splits, write_splits
-from neuromask.data.synthetic import SynthConfig, generate_cohort
-from neuromask.io.atomic import check_output_dir
-from neuromask.io.participants import read_participants
-from neuromask.prepare import quality_check_folder
+from neuromask.errors import OutputExistsError
+from neuromask.io.atomic import is_empty_dir
 
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """The embedded default: sizes chosen to run in minutes on 2 CPU cores."""
-
-    adni: SynthConfig = field(
-        default_factory=lambda: SynthConfig(
-            voxel_size=3.0,
-            subjects_per_class=60,
-            sessions=(1, 3),
-            cohort="adni",
-            qc_failures=3,
-            seed=0,
-        )
-    )
-    aibl: SynthConfig = field(
-        default_factory=lambda: SynthConfig(
-            voxel_size=3.0,
-            subjects_per_class=30,
-            sessions=(1, 2),
-            cohort="aibl",
-            qc_failures=2,
-            seed=1,
-        )
-    )
-    split: SplitConfig = field(
-        default_factory=lambda: SplitConfig(test_subjects_per_class=15, folds=5, seed=2)
-    )
+DEFAULT_PRESET = "small"
 
 
 @dataclass
 class DemoResult:
     out: Path
-    qc: dict[str, pd.DataFrame]
-    split_dir: Path
-    split_summary: pd.DataFrame
-    atrophy_rois: list[str]
+    report: Path
+    balanced_accuracy: pd.DataFrame
+    top_rois: list[tuple[str, float]]
+    truth_rois: list[str]
+    session_similarity: pd.DataFrame | None
+    seconds: float
+    localization: dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
-        out = [f"Outputs in {self.out}/"]
-        for cohort, table in self.qc.items():
-            rejected = table[~table["qc_pass"]]
+        out = [f"Report: {self.report}"]
+        table = self.balanced_accuracy.set_index(self.balanced_accuracy["split"].astype(str))
+        metrics = [c for c in table.columns if c != "split"]
+        folds = len(table) - 2
+        out.append(f"CNN balanced accuracy, mean ± SD over {folds} folds:")
+        for m in metrics:
+            out.append(f"  {m:<12} {table.loc['mean', m]:.3f} ± {table.loc['sd', m]:.3f}")
+        truth = set(self.truth_rois)
+        out.append("Group mask (split 0, ADNI-like cohort): densest AAL2 ROIs")
+        for rank, (name, density) in enumerate(self.top_rois, 1):
+            mark = "atrophied" if name in truth else "-"
+            out.append(f"  {rank}. {name:<22} {density:.3f}  {mark if truth else ''}")
+        if truth:
+            out.append(f"Ground truth (atrophied ROIs): {', '.join(self.truth_rois)}")
+            if self.localization:
+                s = self.localization
+                out.append(
+                    f"  precision@5 {s['roi_precision_at_k']:.2f}, recall@5 "
+                    f"{s['roi_recall_at_k']:.2f}, voxel AUC {s['voxel_auc']:.2f}"
+                )
+        if self.session_similarity is not None:
+            roi = self.session_similarity.set_index("metric").loc["roi_similarity"]
             out.append(
-                f"  {cohort}: {len(table)} sessions, {len(rejected)} rejected by the quality check "
-                f"-> {self.out / cohort / 'qc' / 'qc.png'}"
+                f"Session masks: ROI similarity within subjects {roi['intra_subject']:.3f}, "
+                f"between subjects {roi['inter_subject']:.3f}"
             )
-        test = self.split_summary[self.split_summary["set"] == "test"]
-        out.append(
-            f"  split: {int(test['n_subjects'].sum())} matched test subjects, "
-            f"{self.split_summary['set'].str.endswith('validation').sum() // 2} folds "
-            f"-> {self.split_dir}"
-        )
-        out.append(f"  ground-truth atrophied ROIs: {', '.join(self.atrophy_rois)}")
+        out.append(f"Finished in {self.seconds / 60:.1f} min; every output is in {self.out}")
         return out
 
 
+def _claim_demo_folder(out: Path, overwrite: bool) -> None:
+    """A fresh folder, or a demo folder to resume; anything else is refused."""
+    if not out.exists() or is_empty_dir(out):
+        return
+    if overwrite:
+        shutil.rmtree(out)
+        return
+    if not (out / "study.toml").is_file():
+        raise OutputExistsError(
+            f"Output folder {out} already holds files that are not a demo; choose another "
+            "folder, or pass --overwrite to replace them."
+        )
+
+
 def run_demo(
-    config: DemoConfig,
-    out: str | os.PathLike[str],
+    out: str | os.PathLike[str] = "neuromask-demo",
     *,
+    config: str | os.PathLike[str] = DEFAULT_PRESET,
+    truth: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
+    device: str = "auto",
     progress: bool = True,
 ) -> DemoResult:
-    """Run the demo into ``out`` (absent or empty unless ``overwrite``)."""
-    out = check_output_dir(out, overwrite)
-    qc_tables = {}
-    atrophy_rois: list[str] = []
-    for name, synth_config in (("adni", config.adni), ("aibl", config.aibl)):
-        cohort = generate_cohort(
-            synth_config, out / name / "synth", overwrite=True, progress=progress
-        )
-        atrophy_rois = atrophy_rois or cohort.atrophy_rois
-        qc = quality_check_folder(
-            cohort.caps, cohort.participants, out / name / "qc", overwrite=True, progress=progress
-        )
-        qc_tables[name] = qc.table
-    split = make_splits(read_participants(out / "adni" / "qc" / "pass.tsv"), config.split)
-    split_dir = write_splits(split, out / "adni" / "split", overwrite=True)
-    return DemoResult(out, qc_tables, split_dir, split.summary(), atrophy_rois)
+    """Run every study of ``config`` (a preset name or a study TOML) into ``out``, write
+    the report, and return the figures the demo prints."""
+    from neuromask.io.atlas import load_aal2
+    from neuromask.io.nifti import load_volume
+    from neuromask.metrics.localization import localization_scores, read_truth_rois
+    from neuromask.metrics.roi import roi_densities
+    from neuromask.progress import console
+    from neuromask.report.study_report import build_report
+    from neuromask.studies.config import load_study_config
+    from neuromask.studies.runner import run_study
+
+    tic = time.perf_counter()
+    out = Path(out)
+    _claim_demo_folder(out, overwrite)
+    study_config, text = load_study_config(config)
+    if progress:
+        console.rule("neuromask demo: studies (data, CNNs, masks)")
+    results = run_study(
+        "all", study_config, out, config_text=text, device=device, progress=progress
+    )
+    if progress:
+        console.rule("neuromask demo: report")
+    report = build_report(out, truth=truth)
+
+    tops = results["group"]["top_rois"]
+    first = tops[(tops["split"] == 0) & (tops["cohort"] == "adni")].iloc[0]
+    mask, grid = load_volume(first["mask_file"])
+    atlas = load_aal2(grid)
+    densities = roi_densities(mask, atlas).dropna().sort_values(ascending=False, kind="stable")
+    truth_dir = Path(truth) if truth else out / "data" / "adni" / "synth" / "ground_truth"
+    truth_rois = read_truth_rois(truth_dir) if (truth_dir / "atrophy_rois.tsv").is_file() else []
+    localization = {}
+    if truth_rois:
+        localization = localization_scores(mask, atlas, truth_rois, k=5).to_dict()
+    return DemoResult(
+        out=out,
+        report=report.path,
+        balanced_accuracy=results["cnn"]["balanced_accuracy"],
+        top_rois=[(str(n), float(d)) for n, d in densities.head(5).items()],
+        truth_rois=truth_rois,
+        session_similarity=results["session"]["similarity"],
+        seconds=time.perf_counter() - tic,
+        localization=localization,
+    )

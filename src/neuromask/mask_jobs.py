@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,11 @@ from scipy import ndimage
 import neuromask
 from neuromask.config import to_mapping
 from neuromask.data.dataset import GMDataset, load_gm_maps
-from neuromask.errors import NeuromaskError, OutputExistsError
+from neuromask.errors import NeuromaskError
 from neuromask.explain import MaskConfig, MeaningfulPerturbation, mask_preset
 from neuromask.explain.perturbation import MaskLossNaNError
 from neuromask.io.atlas import load_aal2
-from neuromask.io.atomic import atomic_path
+from neuromask.io.atomic import atomic_path, claim_job_dir
 from neuromask.io.nifti import save_volume
 from neuromask.io.participants import read_participants, write_tsv
 from neuromask.metrics import top_rois
@@ -101,23 +100,7 @@ def load_ad_sessions(
 
 def _prepare_out(out: Path, job: dict[str, Any], overwrite: bool) -> None:
     """An output folder holds one job: the same job resumes, another is refused."""
-    config = out / "mask_job.json"
-    if out.exists() and any(out.iterdir()):
-        same = config.is_file() and json.loads(config.read_text()) == json.loads(json.dumps(job))
-        if not same and not overwrite:
-            raise OutputExistsError(
-                f"Output folder {out} already holds other results. Choose another folder, or pass "
-                "--overwrite to replace them."
-            )
-        if not same:
-            for child in out.iterdir():
-                if child.is_dir():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(config) as tmp:
-        tmp.write_text(json.dumps(job, indent=2))
+    claim_job_dir(out, job, overwrite, "mask_job.json")
 
 
 def _start_job(

@@ -41,10 +41,10 @@ from scipy import stats
 
 import neuromask
 from neuromask.config import to_mapping
-from neuromask.errors import OutputExistsError, ParameterError
+from neuromask.errors import ParameterError
 from neuromask.explain.baselines import METHODS, Cost, attribute, measure
 from neuromask.io.atlas import Atlas, load_aal2
-from neuromask.io.atomic import atomic_path
+from neuromask.io.atomic import atomic_path, claim_job_dir
 from neuromask.io.grid import Grid
 from neuromask.io.nifti import load_volume, save_volume
 from neuromask.io.participants import write_tsv
@@ -296,11 +296,14 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.spearmanr(a, b).statistic)
 
 
-def inter_subject_similarity(vectors: np.ndarray) -> float:
-    """Mean cosine similarity over all pairs of per-image ROI vectors."""
+def inter_subject_similarity(vectors: np.ndarray, metric=None) -> float:
+    """Mean similarity (``metric``, default cosine) over all pairs of per-image ROI
+    vectors; pairs where it is undefined (NaN) are left out."""
+    metric = metric or cosine
     n = len(vectors)
-    pairs = [cosine(vectors[i], vectors[j]) for i in range(n) for j in range(i + 1, n)]
-    return float(np.mean(pairs))
+    pairs = [metric(vectors[i], vectors[j]) for i in range(n) for j in range(i + 1, n)]
+    pairs = [p for p in pairs if not np.isnan(p)]
+    return float(np.mean(pairs)) if pairs else float("nan")
 
 
 # ----------------------------------------------------------------- the job
@@ -344,24 +347,6 @@ class _Store:
             tmp.write_text(json.dumps({"cost": explanation.cost.__dict__}))
 
 
-def _prepare_out(out: Path, job: dict[str, Any], overwrite: bool) -> None:
-    path = out / "sanity_job.json"
-    if out.exists() and any(out.iterdir()):
-        same = path.is_file() and json.loads(path.read_text()) == json.loads(json.dumps(job))
-        if not same and not overwrite:
-            raise OutputExistsError(
-                f"Output folder {out} already holds other results. Choose another folder, "
-                "or pass --overwrite to replace them."
-            )
-        if not same:
-            import shutil
-
-            shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(job, indent=2))
-
-
 def run_sanity(
     model_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -394,7 +379,7 @@ def run_sanity(
         "sanity": to_mapping(config),
         "neuromask_version": neuromask.__version__,
     }
-    _prepare_out(out, job, overwrite)
+    claim_job_dir(out, job, overwrite, "sanity_job.json")
     dev = resolve_device(device)
     model, record = load_trained_model(model_dir)
     if "split_dir" not in record or "caps" not in record:
@@ -524,14 +509,17 @@ def run_sanity(
         checks = [per.loc[full, "roi_similarity"]]
         row.update(
             inter_subject_similarity=inter,
+            inter_subject_spearman=inter_subject_similarity(trained.per_image, spearman),
             similarity_randomised=per.loc[full, "roi_similarity"],
             spearman_randomised=per.loc[full, "spearman"],
+            randomised_map_empty=bool(per.loc[full, "empty_map"]),
         )
         if config.shuffled:
             checks.append(per.loc["shuffled", "roi_similarity"])
             row.update(
                 similarity_shuffled=per.loc["shuffled", "roi_similarity"],
                 spearman_shuffled=per.loc["shuffled", "spearman"],
+                shuffled_map_empty=bool(per.loc["shuffled", "empty_map"]),
             )
         row.update(
             passes_randomisation=bool(max(checks) < inter),

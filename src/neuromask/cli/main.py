@@ -46,6 +46,7 @@ def _register() -> None:
         demo,
         localize_commands,
         mask_commands,
+        report_commands,
         sanity_commands,
         study_commands,
         train_commands,
@@ -62,6 +63,7 @@ def _register() -> None:
     cli.add_command(compare_commands.compare)
     cli.add_command(localize_commands.localize)
     cli.add_command(sanity_commands.sanity)
+    cli.add_command(report_commands.report)
     cli.add_command(study_commands.study)
     cli.add_command(demo.demo)
 

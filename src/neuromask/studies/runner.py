@@ -126,6 +126,7 @@ class Workspace:
                 voxel_size=d.voxel_size,
                 subjects_per_class=d.subjects_per_class,
                 cohort="adni",
+                qc_failures=3,  # segmentation failures for the quality check to catch
                 atrophy_rois=d.atrophy_rois,
                 atrophy_heterogeneity=d.atrophy_heterogeneity,
                 atrophy_strength=d.atrophy_strength,
@@ -522,9 +523,12 @@ def _group_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
     rows, masks = [], {}
     for f in folds:
         for cohort, config in cohorts:
-            s = _mask_summary(ws, ws.mask_dir(f, 0, cohort, config), atlas)
+            folder = ws.mask_dir(f, 0, cohort, config)
+            s = _mask_summary(ws, folder, atlas)
             masks[(f, cohort)] = s.pop("mask")
-            rows.append({"split": f, "cohort": cohort, **s})
+            rows.append(
+                {"split": f, "cohort": cohort, **s, "mask_file": str(folder / "mask.nii.gz")}
+            )
     tables = {"top_rois": pd.DataFrame(rows)}
     _figure(
         ws,
