@@ -13,6 +13,9 @@ matplotlib.use("Agg")
 
 from neuromask.data.synthetic import SynthConfig, generate_cohort  # noqa: E402
 from neuromask.io.grid import Grid  # noqa: E402
+from neuromask.runtime import tune_allocator  # noqa: E402
+
+tune_allocator()  # as the command does: the suite's CNN steps run about twice as fast
 
 sys.path.insert(0, str(Path(__file__).parent))
 

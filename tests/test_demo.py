@@ -29,16 +29,17 @@ def test_demo_resumes_a_study_writes_the_report_and_prints_the_summary(
     assert "CNN balanced accuracy, mean ± SD over 2 folds" in text
     for metric in ("validation", "test", "independent"):
         assert metric in text
-    assert "Group mask (split 0, ADNI-like cohort)" in text
+    assert "Group masks (ADNI-like cohort), densest AAL2 ROIs (* = truly atrophied)" in text
+    assert "split 0 (precision@5" in text and "split 1 (precision@5" in text
     assert "Ground truth (atrophied ROIs):" in text
     truth = (tiny_cohort.ground_truth / "atrophy_rois.tsv").read_text()
     assert any(name in text for name in truth.split() if name.endswith(("_L", "_R")))
 
     summary = run_demo(out, config=config, truth=tiny_cohort.ground_truth, progress=False)
-    assert len(summary.top_rois) == 5
-    densities = [d for _, d in summary.top_rois]
+    assert sorted(summary.top_rois) == [0, 1] and len(summary.top_rois[0]) == 5
+    densities = [d for _, d in summary.top_rois[0]]
     assert densities == sorted(densities, reverse=True)
-    assert 0 <= summary.localization["roi_precision_at_k"] <= 1
+    assert 0 <= summary.localization[1]["roi_precision_at_k"] <= 1
 
 
 def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path):

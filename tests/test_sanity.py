@@ -141,6 +141,9 @@ def test_run_writes_one_row_per_method_and_the_whole_cascade(sanity_run, tiny_mo
         "classifier"
     )
     assert (out / "shuffled_cnn" / "model.safetensors").is_file()
+    fit = settings["shuffled_cnn"]
+    assert 0 < fit["fraction_of_labels_changed"] <= 1
+    assert 0 <= fit["balanced_accuracy_on_its_shuffled_labels"] <= 1
     shuffled = json.loads((out / "shuffled_cnn" / "config.json").read_text())
     assert shuffled["shuffled_labels_of"] == str(tiny_model)
     # Relevance maps keep the data's affine.

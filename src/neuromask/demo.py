@@ -29,11 +29,13 @@ class DemoResult:
     out: Path
     report: Path
     balanced_accuracy: pd.DataFrame
-    top_rois: list[tuple[str, float]]
+    #: per split: the five densest ROIs of the ADNI-like group mask, with densities
+    top_rois: dict[int, list[tuple[str, float]]]
     truth_rois: list[str]
     session_similarity: pd.DataFrame | None
     seconds: float
-    localization: dict[str, float] = field(default_factory=dict)
+    #: per split: neuromask localize's scores against the ground truth
+    localization: dict[int, dict] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = [f"Report: {self.report}"]
@@ -44,18 +46,19 @@ class DemoResult:
         for m in metrics:
             out.append(f"  {m:<12} {table.loc['mean', m]:.3f} ± {table.loc['sd', m]:.3f}")
         truth = set(self.truth_rois)
-        out.append("Group mask (split 0, ADNI-like cohort): densest AAL2 ROIs")
-        for rank, (name, density) in enumerate(self.top_rois, 1):
-            mark = "atrophied" if name in truth else "-"
-            out.append(f"  {rank}. {name:<22} {density:.3f}  {mark if truth else ''}")
+        out.append(
+            "Group masks (ADNI-like cohort), densest AAL2 ROIs"
+            + (" (* = truly atrophied):" if truth else ":")
+        )
+        for split, rois in self.top_rois.items():
+            names = ", ".join(f"{n}{'*' if n in truth else ''}" for n, _ in rois)
+            score = self.localization.get(split)
+            prefix = f"  split {split}"
+            if score:
+                prefix += f" (precision@5 {score['roi_precision_at_k']:.1f})"
+            out.append(f"{prefix}: {names}")
         if truth:
             out.append(f"Ground truth (atrophied ROIs): {', '.join(self.truth_rois)}")
-            if self.localization:
-                s = self.localization
-                out.append(
-                    f"  precision@5 {s['roi_precision_at_k']:.2f}, recall@5 "
-                    f"{s['roi_recall_at_k']:.2f}, voxel AUC {s['voxel_auc']:.2f}"
-                )
         if self.session_similarity is not None:
             roi = self.session_similarity.set_index("metric").loc["roi_similarity"]
             out.append(
@@ -114,20 +117,24 @@ def run_demo(
     report = build_report(out, truth=truth)
 
     tops = results["group"]["top_rois"]
-    first = tops[(tops["split"] == 0) & (tops["cohort"] == "adni")].iloc[0]
-    mask, grid = load_volume(first["mask_file"])
-    atlas = load_aal2(grid)
-    densities = roi_densities(mask, atlas).dropna().sort_values(ascending=False, kind="stable")
+    adni = tops[tops["cohort"] == "adni"]
     truth_dir = Path(truth) if truth else out / "data" / "adni" / "synth" / "ground_truth"
     truth_rois = read_truth_rois(truth_dir) if (truth_dir / "atrophy_rois.tsv").is_file() else []
-    localization = {}
-    if truth_rois:
-        localization = localization_scores(mask, atlas, truth_rois, k=5).to_dict()
+    top_rois, localization = {}, {}
+    for row in adni.itertuples(index=False):
+        mask, grid = load_volume(row.mask_file)
+        atlas = load_aal2(grid)
+        densities = roi_densities(mask, atlas).dropna().sort_values(ascending=False, kind="stable")
+        top_rois[int(row.split)] = [(str(n), float(d)) for n, d in densities.head(5).items()]
+        if truth_rois:
+            localization[int(row.split)] = localization_scores(
+                mask, atlas, truth_rois, k=5
+            ).to_dict()
     return DemoResult(
         out=out,
         report=report.path,
         balanced_accuracy=results["cnn"]["balanced_accuracy"],
-        top_rois=[(str(n), float(d)) for n, d in densities.head(5).items()],
+        top_rois=top_rois,
         truth_rois=truth_rois,
         session_similarity=results["session"]["similarity"],
         seconds=time.perf_counter() - tic,

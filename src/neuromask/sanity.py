@@ -203,9 +203,8 @@ def shuffled_label_model(
     )
     from neuromask.train.evaluate import load_trained_model
 
-    model, shuffled_record = load_trained_model(out)
-    shuffled_record["fit_to_shuffled_labels"] = result.validation
-    return model, shuffled_record
+    del result
+    return load_trained_model(out)
 
 
 # ----------------------------------------------------------------- explanations
@@ -418,11 +417,9 @@ def run_sanity(
     store = _Store(out / "maps", grid)
     common = {"config": config, "atlas": atlas, "brain": brain, "device": dev}
 
-    shuffled_fit: dict[str, Any] = {}
-
     def model_for(label: str, n_layers: int) -> torch.nn.Module:
         if label == "shuffled":
-            twin, shuffled_record = shuffled_label_model(
+            twin, _ = shuffled_label_model(
                 model_dir,
                 out / "shuffled_cnn",
                 epochs=config.shuffled_epochs,
@@ -430,12 +427,6 @@ def run_sanity(
                 device=device,
                 cache_dir=cache_dir,
                 progress=progress,
-            )
-            shuffled_fit.update(
-                balanced_accuracy_on_its_shuffled_labels=shuffled_record["fit_to_shuffled_labels"][
-                    "balanced_accuracy"
-                ],
-                fraction_of_labels_changed=shuffled_record["fraction_changed"],
             )
             return twin.to(dev).eval()
         return randomised_copy(model, n_layers, config.seed).to(dev)
@@ -530,13 +521,23 @@ def run_sanity(
     table = pd.DataFrame(rows)
     write_tsv(table, out / "explainers.tsv")
     write_tsv(cascade, out / "cascade.tsv")
+    shuffled_fit = None
+    shuffled_dir = out / "shuffled_cnn"
+    if config.shuffled and (shuffled_dir / "validation_metrics.json").is_file():
+        fit = json.loads((shuffled_dir / "validation_metrics.json").read_text())
+        record = json.loads((shuffled_dir / "config.json").read_text())
+        shuffled_fit = {
+            "balanced_accuracy_on_its_shuffled_labels": fit["metrics"]["balanced_accuracy"],
+            "fraction_of_labels_changed": record["fraction_changed"],
+            "epochs_run": fit.get("epochs_run"),
+        }
     settings = {
         **job,
         "device": str(dev),
         "n_images": n,
         "cascade_layers": [name for name, _ in layers],
         "truth_rois": truth_rois,
-        "shuffled_cnn": shuffled_fit or None,
+        "shuffled_cnn": shuffled_fit,
         "torch_version": torch.__version__,
     }
     with atomic_path(out / "settings.json") as tmp:

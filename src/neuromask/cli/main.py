@@ -72,4 +72,7 @@ _register()
 
 
 def main() -> None:
+    from neuromask.runtime import tune_allocator
+
+    tune_allocator()
     cli(prog_name="neuromask")

@@ -165,6 +165,11 @@ def measure(fn: Callable[[], object]) -> tuple[object, Cost]:
         except OSError:
             return float("nan")
 
+    # Memory freed earlier but kept by the allocator (neuromask.runtime.tune_allocator)
+    # would hide this call's own use: hand it back first.
+    from neuromask.runtime import release_free_memory
+
+    release_free_memory()
     start = rss()
     peak = [start]
     done = threading.Event()

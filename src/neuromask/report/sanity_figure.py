@@ -57,16 +57,19 @@ def plot_maps(
     grid: Grid,
     out: str | os.PathLike[str],
 ) -> Path:
-    """One coronal slice per (method, model), through the peak of the trained CNN's map
-    of that method; each map scaled to its own 99.9th percentile."""
+    """One coronal slice per (method, model): rows are methods, columns models. Every
+    panel is cut at the same plane, through the peak of the first method's map from the
+    trained CNN; each map is scaled to its own 99.9th percentile."""
     background = nib.Nifti1Image(np.asarray(gm_template(grid), dtype=np.float32), grid.affine)
     fig, axes = plt.subplots(
-        len(methods), len(models), figsize=(2.3 * len(models), 2.2 * len(methods)), squeeze=False
+        len(methods),
+        len(models),
+        figsize=(2.4 * len(models) + 1.6, 2.2 * len(methods)),
+        squeeze=False,
     )
+    peak = np.unravel_index(int(np.argmax(maps[models[0], methods[0]])), grid.shape)
+    y = float((grid.affine @ np.r_[np.asarray(peak, dtype=float), 1.0])[1])
     for row, method in enumerate(methods):
-        trained = maps[models[0], method]
-        peak = np.unravel_index(int(np.argmax(trained)), grid.shape)
-        y = float((grid.affine @ np.r_[np.asarray(peak, dtype=float), 1.0])[1])
         for col, model in enumerate(models):
             values = np.asarray(maps[model, method], dtype=np.float32)
             scale = float(np.percentile(values[values > 0], 99.9)) if np.any(values > 0) else 1.0
@@ -78,12 +81,24 @@ def plot_maps(
                 vmax=1.0,
                 cmap="hot",
                 black_bg=True,
-                annotate=col == 0,
+                annotate=row == 0 and col == 0,
                 draw_cross=False,
                 display_mode="y",
                 cut_coords=[y],
                 axes=axes[row, col],
                 colorbar=False,
-                title=f"{method} / {model}" if row == 0 or col == 0 else model,
             )
+            if row == 0:
+                axes[row, col].set_title(model, fontsize=10)
+        axes[row, 0].text(
+            -0.08,
+            0.5,
+            method,
+            transform=axes[row, 0].transAxes,
+            rotation=90,
+            ha="right",
+            va="center",
+            fontsize=10,
+        )
+    fig.suptitle(f"relevance maps (1 − m for masks, |a| otherwise), coronal slice y = {y:.0f} mm")
     return save_figure(fig, out)

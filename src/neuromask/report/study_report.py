@@ -169,7 +169,6 @@ def build_report(
     b = _Builder(study, out.parent)
     truth_dir = _read_truth(study, truth)
     sections = [
-        _settings_section(b, study),
         _data_section(b, study),
         _cnn_section(b, study),
         _group_section(b, study, truth_dir, k),
@@ -177,6 +176,7 @@ def build_report(
         _session_section(b, study),
         _training_section(b, study),
         _sanity_section(b, study),
+        _settings_section(b, study),
     ]
     env = Environment(
         loader=PackageLoader("neuromask", "report/templates"),

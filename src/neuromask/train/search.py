@@ -252,7 +252,12 @@ def create_or_load_study(
                 sampler=sampler,
                 load_if_exists=True,
             )
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+        except (
+            sqlalchemy.exc.OperationalError,
+            sqlalchemy.exc.IntegrityError,
+            # PostgreSQL: two workers creating the tables at once ("relation ... exists")
+            sqlalchemy.exc.ProgrammingError,
+        ):
             if attempt == 5:
                 raise
             time.sleep(0.5 + attempt)
