@@ -70,22 +70,12 @@ def read_masks(paths: list[str | os.PathLike[str]]) -> tuple[list[np.ndarray], o
 
 def model_validation_images(model_dir: Path, device: str, cache_dir, progress: bool):
     """A model and the correctly classified AD sessions of its split's validation set."""
-    from neuromask.explain import MeaningfulPerturbation
-    from neuromask.mask_jobs import load_ad_sessions
-    from neuromask.train.evaluate import load_trained_model
-    from neuromask.train.tensors import resolve_device
+    from neuromask.mask_jobs import validation_ad_sessions
 
-    model, record = load_trained_model(model_dir)
-    if "split_dir" not in record or "caps" not in record:
-        raise ParameterError(
-            f"{model_dir}/config.json does not name the split and CAPS folder it was trained on"
-        )
-    split_tsv = Path(record["split_dir"]) / f"split-{record['split']}" / "validation.tsv"
-    explainer = MeaningfulPerturbation(model, device=resolve_device(device))
-    inputs = load_ad_sessions(
-        model, record, record["caps"], split_tsv, explainer, cache_dir=cache_dir, progress=progress
+    model, _, inputs, _ = validation_ad_sessions(
+        model_dir, device, cache_dir=cache_dir, progress=progress
     )
-    return explainer.model, inputs.images
+    return model, inputs.images
 
 
 def compare_masks(

@@ -24,7 +24,7 @@ from scipy import ndimage
 import neuromask
 from neuromask.config import to_mapping
 from neuromask.data.dataset import GMDataset, load_gm_maps
-from neuromask.errors import NeuromaskError
+from neuromask.errors import NeuromaskError, ParameterError
 from neuromask.explain import MaskConfig, MeaningfulPerturbation, mask_preset
 from neuromask.explain.perturbation import MaskLossNaNError
 from neuromask.io.atlas import load_aal2
@@ -96,6 +96,30 @@ def load_ad_sessions(
     return MaskInputs(
         images[keep], ad.iloc[keep].reset_index(drop=True), selection, data, p_ad[keep]
     )
+
+
+def training_data(record: dict[str, Any], model_dir) -> tuple[Path, Path, int]:
+    """The CAPS folder, split folder and split a model was trained on (its record)."""
+    if "split_dir" not in record or "caps" not in record:
+        raise ParameterError(
+            f"{model_dir}/config.json does not name the split and CAPS folder it was trained on"
+        )
+    return Path(record["caps"]), Path(record["split_dir"]), int(record.get("split", 0))
+
+
+def validation_ad_sessions(
+    model_dir, device: str = "auto", *, cache_dir=None, progress: bool = True
+) -> tuple[torch.nn.Module, dict[str, Any], MaskInputs, Path]:
+    """A trained model (on ``device``), its record, the correctly classified AD sessions
+    of its split's validation set, and that validation TSV."""
+    model, record = load_trained_model(model_dir)
+    caps, split_dir, split = training_data(record, model_dir)
+    tsv = split_dir / f"split-{split}" / "validation.tsv"
+    explainer = MeaningfulPerturbation(model, device=resolve_device(device))
+    inputs = load_ad_sessions(
+        explainer.model, record, caps, tsv, explainer, cache_dir=cache_dir, progress=progress
+    )
+    return explainer.model, record, inputs, tsv
 
 
 def _prepare_out(out: Path, job: dict[str, Any], overwrite: bool) -> None:

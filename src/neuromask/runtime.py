@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -25,19 +26,24 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 
 
+@functools.cache
+def _glibc(function: str):
+    """A C library function, or None off Linux or where the library lacks it (musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    name = ctypes.util.find_library("c")  # runs a helper program: looked up once
+    try:
+        return getattr(ctypes.CDLL(name), function) if name else None
+    except (OSError, AttributeError):
+        return None
+
+
 def tune_allocator(trim_threshold: int = 2**30) -> bool:
     """Keep large freed blocks in the process (glibc only); True when applied."""
     if os.environ.get("NEUROMASK_ALLOCATOR", "").lower() == "default":
         return False
-    if not sys.platform.startswith("linux"):
-        return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others have no mallopt
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
@@ -47,13 +53,7 @@ def tune_allocator(trim_threshold: int = 2**30) -> bool:
 def release_free_memory() -> bool:
     """Hand the heap's free memory back to the kernel (glibc ``malloc_trim``), so that
     the resident set measures what is in use; True when done."""
-    if not sys.platform.startswith("linux"):
-        return False
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        return False
+    trim = _glibc("malloc_trim")
     if trim is None:
         return False
     trim.argtypes = [ctypes.c_size_t]

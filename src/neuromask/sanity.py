@@ -42,14 +42,15 @@ from scipy import stats
 import neuromask
 from neuromask.config import to_mapping
 from neuromask.errors import ParameterError
-from neuromask.explain.baselines import METHODS, Cost, attribute, measure
+from neuromask.explain.baselines import METHODS, Cost, attribute, measure, require_captum
 from neuromask.io.atlas import Atlas, load_aal2
 from neuromask.io.atomic import atomic_path, claim_job_dir
 from neuromask.io.grid import Grid
-from neuromask.io.nifti import load_volume, save_volume
+from neuromask.io.nifti import load_volume, read_grid, save_volume
 from neuromask.io.participants import write_tsv
 from neuromask.metrics.localization import localization_scores, read_truth_rois
 from neuromask.metrics.roi import roi_means
+from neuromask.metrics.similarity import cosine_matrix
 from neuromask.progress import console
 
 MASK = "mask"
@@ -155,25 +156,22 @@ def shuffled_label_model(
     permuted labels best. Resumes from its checkpoint in ``out``.
     """
     from neuromask.data.dataset import load_gm_maps
+    from neuromask.mask_jobs import training_data
     from neuromask.train.config import train_config_from_mapping
-    from neuromask.train.evaluate import _as_toml, read_model_record
+    from neuromask.train.evaluate import _as_toml, load_trained_model, read_model_record
     from neuromask.train.splits_io import read_split_folder
     from neuromask.train.tensors import image_tensor, labels_of, normalize_images
     from neuromask.train.trainer import train_run
 
     record = read_model_record(model_dir)
-    if "split_dir" not in record or "caps" not in record:
-        raise ParameterError(
-            f"{model_dir}/config.json does not name the split and CAPS folder it was trained on"
-        )
+    caps, split_dir, split = training_data(record, model_dir)
     config = train_config_from_mapping(_as_toml(record["train"]), str(model_dir / "config.json"))
     epochs = epochs or config.max_epochs
     config = dataclasses.replace(config, max_epochs=epochs, patience=epochs, device=device)
-    split = int(record.get("split", 0))
-    train, _ = read_split_folder(record["split_dir"], [split]).folds[split]
+    train, _ = read_split_folder(split_dir, [split]).folds[split]
     train = train.reset_index(drop=True)
     data = load_gm_maps(
-        record["caps"],
+        caps,
         train,
         dartel_group=record.get("dartel_group"),
         cache_dir=cache_dir,
@@ -184,7 +182,7 @@ def shuffled_label_model(
     permuted = np.random.default_rng(seed).permutation(labels)
     shuffled = train.assign(diagnosis=np.where(permuted == 1, "AD", "CN"))
     every = np.arange(len(train))
-    result = train_run(
+    train_run(
         x,
         torch.as_tensor(permuted, dtype=torch.long),
         every,
@@ -201,9 +199,6 @@ def shuffled_label_model(
         },
         progress=progress,
     )
-    from neuromask.train.evaluate import load_trained_model
-
-    del result
     return load_trained_model(out)
 
 
@@ -284,8 +279,7 @@ def roi_vector(relevance: np.ndarray, atlas: Atlas) -> np.ndarray:
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity; a zero vector (an empty map) is similar to nothing (0)."""
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    return float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
+    return float(cosine_matrix(np.stack([a, b]))[0, 1])
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -365,12 +359,11 @@ def run_sanity(
     cascade step), ``sessions.tsv`` (the images explained), ``settings.json``,
     ``sanity.png`` and ``maps.png``.
     """
-    from neuromask.explain import MeaningfulPerturbation
-    from neuromask.mask_jobs import brain_mask_of, load_ad_sessions
-    from neuromask.train.evaluate import load_trained_model
-    from neuromask.train.tensors import resolve_device
+    from neuromask.mask_jobs import brain_mask_of, validation_ad_sessions
 
     config = config or SanityConfig()
+    if any(m != MASK for m in config.methods):
+        require_captum()  # the baselines' extra: say it is missing before any work is done
     model_dir, out = Path(model_dir), Path(out)
     job = {
         "model_dir": str(model_dir),
@@ -379,17 +372,10 @@ def run_sanity(
         "neuromask_version": neuromask.__version__,
     }
     claim_job_dir(out, job, overwrite, "sanity_job.json")
-    dev = resolve_device(device)
-    model, record = load_trained_model(model_dir)
-    if "split_dir" not in record or "caps" not in record:
-        raise ParameterError(
-            f"{model_dir}/config.json does not name the split and CAPS folder it was trained on"
-        )
-    split_tsv = Path(record["split_dir"]) / f"split-{record['split']}" / "validation.tsv"
-    probe = MeaningfulPerturbation(model, device=dev)
-    inputs = load_ad_sessions(
-        model, record, record["caps"], split_tsv, probe, cache_dir=cache_dir, progress=progress
+    model, _, inputs, split_tsv = validation_ad_sessions(
+        model_dir, device, cache_dir=cache_dir, progress=progress
     )
+    dev = next(model.parameters()).device
     n = min(config.images, len(inputs.images))
     if n < 2:
         raise ParameterError(
@@ -407,7 +393,7 @@ def run_sanity(
         truth_rois = read_truth_rois(truth)
         truth_map = Path(truth) / "atrophy_map.nii.gz"
         if truth_map.is_file():
-            load_volume(truth_map, grid, reference="the model's images")
+            grid.require_match(read_grid(truth_map), what=str(truth_map), reference="the images")
 
     layers = cascade_layers(model)
     models: list[tuple[str, str, int]] = [("trained", "none", 0)]
@@ -435,11 +421,11 @@ def run_sanity(
     total = len(models) * len(config.methods)
     done = 0
     for label, _, n_layers in models:
-        todo = [m for m in config.methods if store.get(label, m) is None]
-        net = model_for(label, n_layers) if todo else None
+        stored = {m: store.get(label, m) for m in config.methods}
+        net = model_for(label, n_layers) if None in stored.values() else None
         for method in config.methods:
             done += 1
-            found = store.get(label, method)
+            found = stored[method]
             if found is None:
                 if progress:
                     console.print(f"[bold]sanity[/bold] {done}/{total}: {method} on {label} CNN")
@@ -451,11 +437,7 @@ def run_sanity(
                 if label == "trained":
                     if method == MASK:
                         per_image = session_relevance(
-                            net,
-                            images,
-                            config=config,
-                            brain=brain,
-                            device=dev,
+                            net, images, config=config, brain=brain, device=dev
                         )
                     rois = np.stack([roi_vector(p, atlas) for p in per_image])
                 found = Explanation(group, cost, rois)
@@ -487,8 +469,9 @@ def run_sanity(
         per = cascade[cascade["method"] == method].set_index("model")
         row: dict[str, Any] = {"method": method}
         if truth_rois is not None:
-            kind = "attribution"
-            s = localization_scores(trained.group, atlas, truth_rois, k=config.k, kind=kind)
+            s = localization_scores(
+                trained.group, atlas, truth_rois, k=config.k, kind="attribution"
+            )
             row.update(
                 roi_precision_at_k=s.roi_precision_at_k,
                 roi_recall_at_k=s.roi_recall_at_k,
@@ -525,10 +508,10 @@ def run_sanity(
     shuffled_dir = out / "shuffled_cnn"
     if config.shuffled and (shuffled_dir / "validation_metrics.json").is_file():
         fit = json.loads((shuffled_dir / "validation_metrics.json").read_text())
-        record = json.loads((shuffled_dir / "config.json").read_text())
+        shuffled_record = json.loads((shuffled_dir / "config.json").read_text())
         shuffled_fit = {
             "balanced_accuracy_on_its_shuffled_labels": fit["metrics"]["balanced_accuracy"],
-            "fraction_of_labels_changed": record["fraction_changed"],
+            "fraction_of_labels_changed": shuffled_record["fraction_changed"],
             "epochs_run": fit.get("epochs_run"),
         }
     settings = {

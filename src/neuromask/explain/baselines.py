@@ -35,7 +35,7 @@ class MissingExtraError(NeuromaskError, ImportError):
     """An optional dependency is not installed."""
 
 
-def _captum():
+def require_captum():
     try:
         import captum.attr as attr
     except ImportError:
@@ -78,7 +78,7 @@ def attribute(
     """Attribution maps of ``method`` for ``images`` (N, 1, X, Y, Z)."""
     if method not in METHODS:
         raise ParameterError(f"Unknown method {method!r}; valid: {', '.join(METHODS)}")
-    attr = _captum()
+    attr = require_captum()
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

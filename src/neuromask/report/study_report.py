@@ -124,6 +124,26 @@ class _Builder:
         )
         self.n_figures += 1
 
+    def heatmap(
+        self, section: Section, rel: str, name: str, title: str, prob: bool = False
+    ) -> None:
+        """A square table of the study (``rel``) as a heatmap: ROI similarity on [0, 1],
+        or prob_CNN (``prob``) on [0, its maximum] in scientific notation."""
+        from neuromask.report.study_figures import plot_similarity_heatmap
+
+        path = self.study / rel
+        if not path.is_file():
+            return
+        table = pd.read_csv(path, sep="\t")
+        vmax = max(1e-6, float(table.iloc[:, 1:].to_numpy().max())) if prob else 1.0
+        fmt = "{:.1e}" if prob else "{:.2f}"
+        self.new_figure(
+            section,
+            title,
+            name,
+            lambda p: plot_similarity_heatmap(table, p, title=title, vmax=vmax, fmt=fmt),
+        )
+
     def new_figure(self, section: Section, caption: str, name: str, plot) -> None:
         path = self.figures / name
         plot(path)
@@ -286,7 +306,6 @@ def _group_section(b: _Builder, study: Path, truth_dir: Path | None, k: int) -> 
     from neuromask.report.study_figures import (
         plot_mask_history,
         plot_roi_bars,
-        plot_similarity_heatmap,
     )
 
     s = Section("group", "Group masks: folds and cohorts")
@@ -314,18 +333,7 @@ def _group_section(b: _Builder, study: Path, truth_dir: Path | None, k: int) -> 
         ("adni_folds_roi_similarity", "ROI similarity between folds"),
         ("adni_folds_prob_cnn", "prob_CNN between folds"),
     ):
-        path = study / "group" / f"{name}.tsv"
-        if path.is_file():
-            table = pd.read_csv(path, sep="\t")
-            vmax = 1.0 if "roi" in name else max(1e-6, float(table.iloc[:, 1:].to_numpy().max()))
-            b.new_figure(
-                s,
-                title,
-                f"{name}.png",
-                lambda p, t=table, ti=title, v=vmax: plot_similarity_heatmap(
-                    t, p, title=ti, vmax=v, fmt="{:.2f}" if v == 1.0 else "{:.1e}"
-                ),
-            )
+        b.heatmap(s, f"group/{name}.tsv", f"{name}.png", title, prob="prob" in name)
     if "mask_file" not in tops:
         return s
     first = Path(tops["mask_file"].iloc[0])
@@ -425,8 +433,6 @@ def _session_section(b: _Builder, study: Path) -> Section:
 
 
 def _training_section(b: _Builder, study: Path) -> Section:
-    from neuromask.report.study_figures import plot_similarity_heatmap
-
     s = Section("training", "Robustness of training: folds vs runs")
     if (
         b.tsv(s, "Similarity of group masks between folds and between runs", "training/summary.tsv")
@@ -441,17 +447,12 @@ def _training_section(b: _Builder, study: Path) -> Section:
             study / "training" / f"masks_{key}.png",
             f"training_masks_{key}.png",
         )
-        path = study / "training" / f"{key}_roi_similarity.tsv"
-        if path.is_file():
-            table = pd.read_csv(path, sep="\t")
-            b.new_figure(
-                s,
-                f"ROI similarity between {key}",
-                f"training_{key}_similarity.png",
-                lambda p, t=table, kk=key: plot_similarity_heatmap(
-                    t, p, title=f"ROI similarity between {kk}"
-                ),
-            )
+        b.heatmap(
+            s,
+            f"training/{key}_roi_similarity.tsv",
+            f"training_{key}_similarity.png",
+            f"ROI similarity between {key}",
+        )
     return s
 
 
