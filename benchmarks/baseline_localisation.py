@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from neuromask.explain import MeaningfulPerturbation
 from neuromask.explain.baselines import METHODS, attribute, measure
 from neuromask.io.atlas import load_aal2
 from neuromask.io.nifti import read_grid
-from neuromask.mask_jobs import load_ad_sessions
+from neuromask.jobs.trained_model import load_ad_sessions
 from neuromask.metrics.localization import localization_scores, read_truth_rois
 from neuromask.train.evaluate import load_trained_model
 
@@ -36,7 +35,6 @@ def main() -> None:
         record,
         synth / "caps",
         args.out / "split" / "split-0" / "validation.tsv",
-        MeaningfulPerturbation(model),
         progress=False,
     )
     atlas = load_aal2(read_grid(synth / "ground_truth" / "atrophy_map.nii.gz"))

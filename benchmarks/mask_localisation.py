@@ -33,9 +33,9 @@ from neuromask.explain import MeaningfulPerturbation, mask_preset
 from neuromask.io.atlas import load_aal2, roi_stem
 from neuromask.io.nifti import load_volume
 from neuromask.io.participants import read_participants
-from neuromask.mask_jobs import brain_mask_of, load_ad_sessions
+from neuromask.jobs.qc import quality_check_folder
+from neuromask.jobs.trained_model import brain_mask_of, load_ad_sessions
 from neuromask.metrics import top_rois
-from neuromask.prepare import quality_check_folder
 from neuromask.train.config import TrainConfig
 from neuromask.train.cross_validation import train_splits
 from neuromask.train.evaluate import load_trained_model
@@ -87,7 +87,6 @@ def main() -> None:
         record,
         synth / "caps",
         out / "split" / "split-0" / "train.tsv",
-        probe,
         progress=False,
     )
     val = load_ad_sessions(
@@ -95,7 +94,6 @@ def main() -> None:
         record,
         synth / "caps",
         out / "split" / "split-0" / "validation.tsv",
-        probe,
         progress=False,
     )
     brain = brain_mask_of(train.data.images)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from neuromask.jobs.sanity import SanityConfig, run_sanity
 from neuromask.runtime import tune_allocator
-from neuromask.sanity import SanityConfig, run_sanity
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import numpy as np
 from neuromask.explain import MeaningfulPerturbation, mask_preset
 from neuromask.io.atlas import load_aal2
 from neuromask.io.participants import session_order
-from neuromask.mask_jobs import load_ad_sessions
+from neuromask.jobs.trained_model import load_ad_sessions
 from neuromask.metrics.similarity import cosine_matrix, roi_vectors
 from neuromask.train.evaluate import load_trained_model
 
@@ -47,13 +47,11 @@ def main() -> None:
         record,
         args.out / "synth" / "caps",
         args.out / "split" / "train_val.tsv",
-        explainer,
         progress=False,
     )
     sessions = inputs.sessions
     multi = sessions.groupby("participant_id")["session_id"].transform("size") > 1
     keep = np.flatnonzero(multi.to_numpy())
-    explainer.brain = None
     tic = time.perf_counter()
     masks, result = explainer.attribute(inputs.images[keep], 1, mode="session")
     elapsed = time.perf_counter() - tic

@@ -13,9 +13,9 @@ from nilearn.maskers import NiftiLabelsMasker
 from scipy.spatial.distance import cosine as cosine_distance
 
 from neuromask.cli.main import cli
-from neuromask.compare import compare_masks
 from neuromask.io.atlas import load_aal2
 from neuromask.io.grid import clinica_grid
+from neuromask.jobs.compare import compare_masks
 from neuromask.metrics.prob_cnn import mean_off_diagonal, prob_cnn_matrix, symmetric_prob_cnn
 
 

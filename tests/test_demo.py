@@ -6,12 +6,14 @@ is repeated."""
 
 import shutil
 
+import pytest
 from click.testing import CliRunner
 
 from neuromask.cli.main import cli
 from neuromask.demo import run_demo
 
 
+@pytest.mark.slow
 def test_demo_resumes_a_study_writes_the_report_and_prints_the_summary(
     finished_study, tiny_cohort, tmp_path
 ):

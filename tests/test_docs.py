@@ -3,6 +3,7 @@ README's test command is the one CI runs, and the code passes the linter."""
 
 import doctest
 import importlib
+import importlib.util
 import pkgutil
 import re
 import shutil
@@ -22,6 +23,9 @@ def test_docstring_examples_run():
     for info in pkgutil.walk_packages(neuromask.__path__, prefix="neuromask."):
         if info.name.endswith("__main__"):
             continue
+        origin = importlib.util.find_spec(info.name).origin
+        if "neuromask._moved import forward" in Path(origin).read_text():
+            continue  # an old import path that forwards to the new module
         module = importlib.import_module(info.name)
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         if result.failed:

@@ -84,6 +84,7 @@ def test_group_mask_outputs(tiny_model, tiny_training, settings, tmp_path):
     assert (out / "mask.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_killed_group_mask_resumes_to_the_same_mask(tiny_model, tiny_training, settings, tmp_path):
     t = tiny_training
     config = tmp_path / "long.toml"
@@ -221,8 +222,7 @@ def test_no_correctly_classified_ad_session(tiny_cohort, tiny_training):
     import torch
     from torch import nn
 
-    from neuromask.explain import MeaningfulPerturbation
-    from neuromask.mask_jobs import NoSessionToMaskError, load_ad_sessions
+    from neuromask.jobs.trained_model import NoSessionToMaskError, load_ad_sessions
 
     class AlwaysCN(nn.Module):
         def __init__(self):
@@ -238,9 +238,7 @@ def test_no_correctly_classified_ad_session(tiny_cohort, tiny_training):
     with pytest.raises(
         NoSessionToMaskError, match=r"None of the 2 AD sessions of .*test\.tsv is classified as AD"
     ):
-        load_ad_sessions(
-            model, record, tiny_cohort.caps, tsv, MeaningfulPerturbation(model), progress=False
-        )
+        load_ad_sessions(model, record, tiny_cohort.caps, tsv, progress=False)
 
 
 def test_data_on_another_grid_than_the_model(tiny_model, tiny_training, tmp_path):

@@ -10,7 +10,7 @@ from neuromask.io.caps import gm_map_path
 from neuromask.io.grid import Grid
 from neuromask.io.nifti import load_volume, save_volume
 from neuromask.io.participants import read_participants
-from neuromask.prepare import quality_check_folder
+from neuromask.jobs.qc import quality_check_folder
 
 
 def test_metrics_against_hand_computation():

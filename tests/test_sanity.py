@@ -8,10 +8,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from neuromask import sanity
 from neuromask.cli.main import cli
-from neuromask.models.cnn import CNN3D, CNNConfig
-from neuromask.sanity import (
+from neuromask.jobs import sanity
+from neuromask.jobs.sanity import (
     SanityConfig,
     cascade_layers,
     cosine,
@@ -20,6 +19,7 @@ from neuromask.sanity import (
     run_sanity,
     spearman,
 )
+from neuromask.models.cnn import CNN3D, CNNConfig
 from neuromask.train.evaluate import load_trained_model
 
 pytest.importorskip("captum")
@@ -109,6 +109,7 @@ def sanity_run(tiny_model, tiny_cohort, tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_run_writes_one_row_per_method_and_the_whole_cascade(sanity_run, tiny_model, tiny_cohort):
     out, result = sanity_run
     table = pd.read_csv(out / "explainers.tsv", sep="\t")
@@ -154,6 +155,7 @@ def test_run_writes_one_row_per_method_and_the_whole_cascade(sanity_run, tiny_mo
     np.testing.assert_allclose(img.affine, ref.affine)
 
 
+@pytest.mark.slow
 def test_a_rerun_resumes_from_the_written_maps(sanity_run, tiny_model, tiny_cohort, monkeypatch):
     out, first = sanity_run
 

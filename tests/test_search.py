@@ -85,11 +85,13 @@ def check_study(study, out, trials=4, workers=2):
     )
 
 
+@pytest.mark.slow
 def test_two_workers_on_sqlite(tiny_training, tmp_path):
     study = two_workers(tiny_training, tmp_path / "search", storage=None)
     check_study(study, tmp_path / "search")
 
 
+@pytest.mark.slow
 def test_two_workers_on_postgresql(tiny_training, tmp_path, postgres_url):
     study = two_workers(tiny_training, tmp_path / "search", storage=postgres_url)
     check_study(study, tmp_path / "search")

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from neuromask.cli.main import cli
+from neuromask.metrics.sessions import session_similarity
 from neuromask.studies.config import load_study_config, preset_names
 from neuromask.studies.engine import job_counts
-from neuromask.studies.runner import session_similarity
 
 
 def run(*args):

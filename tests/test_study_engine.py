@@ -54,10 +54,12 @@ def test_two_workers_on_sqlite_share_jobs_without_repeating_one(tmp_path):
     check_two_workers(f"sqlite:///{tmp_path / 'jobs.db'}", tmp_path / "logs")
 
 
+@pytest.mark.slow
 def test_two_workers_on_postgresql_share_jobs_without_repeating_one(postgres_url, tmp_path):
     check_two_workers(postgres_url, tmp_path / "logs")
 
 
+@pytest.mark.slow
 def test_killed_worker_rerun_finishes_without_redoing_finished_jobs(tmp_path):
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     log_dir = tmp_path / "logs"
@@ -106,6 +108,7 @@ def test_a_failing_job_stops_the_worker_and_a_rerun_retries_it(tmp_path):
     assert collections.Counter(calls) == {0: 1, 1: 2, 2: 1}
 
 
+@pytest.mark.slow
 def test_a_worker_killed_before_its_first_heartbeat_does_not_block_the_job(tmp_path):
     """A trial popped (RUNNING) by a worker that died before Optuna's heartbeat thread
     wrote anything is never stale to Optuna; the engine must still rerun its job."""

@@ -132,6 +132,7 @@ def test_data_on_another_grid_is_refused(trained, tiny_training, tmp_path):
     assert not (trained / "split-0" / "run-0" / "las").exists()
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_to_the_uninterrupted_result(tiny_training, tmp_path):
     t = tiny_training
     config = tmp_path / "long.toml"

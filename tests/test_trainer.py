@@ -8,8 +8,8 @@ from safetensors.torch import load_file
 from sklearn.metrics import balanced_accuracy_score, recall_score, roc_auc_score
 
 from neuromask.models import CNNConfig
+from neuromask.train.classification import binary_metrics
 from neuromask.train.config import TrainConfig
-from neuromask.train.metrics import binary_metrics
 from neuromask.train.trainer import RunMismatchError, batches_of, train_run
 
 SHAPE = (7, 8, 9)

@@ -11,15 +11,11 @@ resumes where it stopped.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-
-from neuromask.errors import OutputExistsError
-from neuromask.io.atomic import is_empty_dir
 
 DEFAULT_PRESET = "small"
 
@@ -69,20 +65,6 @@ class DemoResult:
         return out
 
 
-def _claim_demo_folder(out: Path, overwrite: bool) -> None:
-    """A fresh folder, or a demo folder to resume; anything else is refused."""
-    if not out.exists() or is_empty_dir(out):
-        return
-    if overwrite:
-        shutil.rmtree(out)
-        return
-    if not (out / "study.toml").is_file():
-        raise OutputExistsError(
-            f"Output folder {out} already holds files that are not a demo; choose another "
-            "folder, or pass --overwrite to replace them."
-        )
-
-
 def run_demo(
     out: str | os.PathLike[str] = "neuromask-demo",
     *,
@@ -94,19 +76,27 @@ def run_demo(
 ) -> DemoResult:
     """Run every study of ``config`` (a preset name or a study TOML) into ``out``, write
     the report, and return the figures the demo prints."""
-    from neuromask.io.atlas import load_aal2
-    from neuromask.io.nifti import load_volume
-    from neuromask.metrics.localization import localization_scores, read_truth_rois
-    from neuromask.metrics.roi import roi_densities
+    from neuromask.io.layout import StudyLayout, TruthLayout
+    from neuromask.metrics.localization import read_truth_rois
     from neuromask.progress import console
     from neuromask.report.study_report import build_report
     from neuromask.studies.config import load_study_config
-    from neuromask.studies.runner import run_study
+    from neuromask.studies.run import claim_study_dir, run_study
+    from neuromask.studies.tables import localise_group_masks
 
     tic = time.perf_counter()
     out = Path(out)
-    _claim_demo_folder(out, overwrite)
     study_config, text = load_study_config(config)
+    # A fresh folder, or a demo folder to resume; anything else is refused.
+    claim_study_dir(
+        out,
+        study_config,
+        text,
+        overwrite=overwrite,
+        restart=overwrite,
+        allow_unmarked=False,
+        what="demo",
+    )
     if progress:
         console.rule("neuromask demo: studies (data, CNNs, masks)")
     results = run_study(
@@ -117,26 +107,16 @@ def run_demo(
     report = build_report(out, truth=truth)
 
     tops = results["group"]["top_rois"]
-    adni = tops[tops["cohort"] == "adni"]
-    truth_dir = Path(truth) if truth else out / "data" / "adni" / "synth" / "ground_truth"
-    truth_rois = read_truth_rois(truth_dir) if (truth_dir / "atrophy_rois.tsv").is_file() else []
-    top_rois, localization = {}, {}
-    for row in adni.itertuples(index=False):
-        mask, grid = load_volume(row.mask_file)
-        atlas = load_aal2(grid)
-        densities = roi_densities(mask, atlas).dropna().sort_values(ascending=False, kind="stable")
-        top_rois[int(row.split)] = [(str(n), float(d)) for n, d in densities.head(5).items()]
-        if truth_rois:
-            localization[int(row.split)] = localization_scores(
-                mask, atlas, truth_rois, k=5
-            ).to_dict()
+    truth_dir = TruthLayout(Path(truth)) if truth else StudyLayout(out).truth
+    truth_rois = read_truth_rois(truth_dir.root) if truth_dir.exists() else []
+    found = localise_group_masks(tops[tops["cohort"] == "adni"], truth_rois, k=5)
     return DemoResult(
         out=out,
         report=report.path,
         balanced_accuracy=results["cnn"]["balanced_accuracy"],
-        top_rois=top_rois,
+        top_rois={f["split"]: f["densest"] for f in found},
         truth_rois=truth_rois,
         session_similarity=results["session"]["similarity"],
         seconds=time.perf_counter() - tic,
-        localization=localization,
+        localization={f["split"]: f["scores"].to_dict() for f in found if f["scores"]},
     )

@@ -10,6 +10,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -56,7 +57,7 @@ class Bar:
         self.enabled = enabled
         self.description = description
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self.total = total
 
     def __enter__(self) -> Bar:

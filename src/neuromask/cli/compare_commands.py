@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from neuromask.cli.display import console, print_table
+from neuromask.cli.options import cache_dir_option, device_option, quiet_option, top_option
 
 
 @click.command()
@@ -39,21 +40,11 @@ from neuromask.cli.display import console, print_table
     default=None,
     help="The atlas's ROI table: columns roi_value and roi_name.",
 )
-@click.option("-k", "--top", "k", type=int, default=5, help="ROIs listed per mask.")
+@top_option(help="ROIs listed per mask.")
 @click.option("--mu", type=float, default=1.0, help="Fill value of deleted voxels (prob_CNN).")
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    help="Where to run CNNs.",
-)
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Keep the loaded images in this folder (.npy) for the next run.",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@device_option(help="Where to run CNNs.")
+@cache_dir_option(help="Keep the loaded images in this folder (.npy) for the next run.")
+@quiet_option(help="No progress bars.")
 def compare(
     masks: tuple[Path, ...],
     out: Path,
@@ -74,7 +65,7 @@ def compare(
     Example: neuromask compare a/mask.nii.gz b/mask.nii.gz --models m/split-0/run-0
     --models m/split-1/run-0 --out cmp
     """
-    from neuromask.compare import compare_files
+    from neuromask.jobs.compare import compare_files
 
     result = compare_files(
         [str(m) for m in masks],

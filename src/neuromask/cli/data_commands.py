@@ -7,18 +7,18 @@ from pathlib import Path
 import click
 
 from neuromask.cli.display import console, print_table
+from neuromask.cli.options import overwrite_option, quiet_option
 from neuromask.data.cohorts import COHORTS
 from neuromask.data.qc import QCThresholds, qc_summary
 from neuromask.data.split import SplitConfig, make_splits, write_splits
 from neuromask.data.synthetic import SynthConfig, generate_cohort
-from neuromask.io.atlas import AD_ROIS
 from neuromask.io.participants import read_participants
-from neuromask.prepare import quality_check_folder
+from neuromask.jobs.qc import quality_check_folder
 
-_OVERWRITE = click.option(
-    "--overwrite", is_flag=True, help="Replace OUT if it already holds results."
-)
-_QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+_OVERWRITE = overwrite_option(help="Replace OUT if it already holds results.")
+_QUIET = quiet_option()
+#: The library's defaults, shown and used by the commands.
+_SYNTH, _QC, _SPLIT = SynthConfig(), QCThresholds(), SplitConfig()
 
 
 @click.command()
@@ -26,33 +26,33 @@ _QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option(
     "--voxel-size",
     type=float,
-    default=3.0,
+    default=_SYNTH.voxel_size,
     metavar="MM",
     help="Voxel size in mm. 1.5 gives the Clinica grid (121x145x121); 3 or 6 keep its field of view.",
 )
 @click.option(
     "--subjects-per-class",
     type=click.IntRange(min=1),
-    default=60,
+    default=_SYNTH.subjects_per_class,
     metavar="N",
     help="Subjects with AD and cognitively normal subjects, each.",
 )
 @click.option(
     "--sessions",
     type=(click.IntRange(min=1), click.IntRange(min=1)),
-    default=(1, 3),
+    default=_SYNTH.sessions,
     metavar="MIN MAX",
     help="Sessions per subject, drawn uniformly in [MIN, MAX].",
 )
 @click.option(
     "--cohort",
     type=click.Choice(sorted(COHORTS)),
-    default="adni",
+    default=_SYNTH.cohort,
     help="Demographics, visit schedule and site effect: ADNI-like, or AIBL-like (independent cohort).",
 )
 @click.option(
     "--atrophy-rois",
-    default=",".join(AD_ROIS),
+    default=",".join(_SYNTH.atrophy_rois),
     metavar="NAME,NAME",
     help="AAL2 ROIs where AD subjects lose GM: full names or stems (both hemispheres), "
     "or 'random:K' for K ROIs drawn from the seed.",
@@ -60,19 +60,22 @@ _QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @click.option(
     "--atrophy-strength",
     type=click.FloatRange(0, 1, max_open=True),
-    default=0.35,
+    default=_SYNTH.atrophy_strength,
     help="Fraction of GM lost inside the ROIs at severity 1.",
 )
 @click.option(
     "--qc-failures",
     type=click.IntRange(min=0),
-    default=0,
+    default=_SYNTH.qc_failures,
     metavar="K",
     help="Sessions to corrupt as failed segmentations: the first gets a block of "
     "non-brain tissue segmented as GM, the others a maximum below 0.95.",
 )
 @click.option(
-    "--seed", type=int, default=0, help="Random seed; the same seed gives the same cohort."
+    "--seed",
+    type=int,
+    default=_SYNTH.seed,
+    help="Random seed; the same seed gives the same cohort.",
 )
 @_OVERWRITE
 @_QUIET
@@ -123,12 +126,15 @@ def synth(
     help="Check the DARTEL maps of group G (modulated) instead of the segmentation maps.",
 )
 @click.option(
-    "--min-max-gm", type=float, default=0.95, help="Reject a map whose maximum is below this."
+    "--min-max-gm",
+    type=float,
+    default=_QC.min_max_gm,
+    help="Reject a map whose maximum is below this.",
 )
 @click.option(
     "--nonzero-range",
     type=(float, float),
-    default=(0.15, 0.50),
+    default=(_QC.min_nonzero, _QC.max_nonzero),
     metavar="MIN MAX",
     help="Reject a map whose fraction of non-zero voxels is outside [MIN, MAX].",
 )
@@ -172,18 +178,22 @@ def qc(
 @click.option(
     "--test-subjects-per-class",
     type=click.IntRange(min=1),
-    default=100,
+    default=_SPLIT.test_subjects_per_class,
     metavar="N",
     help="Test subjects per diagnosis, matched on age and sex to the rest.",
 )
 @click.option(
-    "--folds", type=click.IntRange(min=2), default=5, metavar="K", help="Cross-validation folds."
+    "--folds",
+    type=click.IntRange(min=2),
+    default=_SPLIT.folds,
+    metavar="K",
+    help="Cross-validation folds.",
 )
-@click.option("--seed", type=int, default=2, help="Random seed (the paper's is 2).")
+@click.option("--seed", type=int, default=_SPLIT.seed, help="Random seed (the paper's is 2).")
 @click.option(
     "--p-threshold",
     type=click.FloatRange(0, 1, max_open=True),
-    default=0.80,
+    default=_SPLIT.p_threshold,
     help="Redraw the test set until the age t-test and sex chi2 p-values both reach this.",
 )
 @_OVERWRITE

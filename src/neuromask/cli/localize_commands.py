@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from neuromask.cli.display import console, print_table
+from neuromask.cli.options import top_option
 
 
 @click.command()
@@ -18,7 +19,7 @@ from neuromask.cli.display import console, print_table
     required=True,
     help="The cohort's ground_truth folder (written by neuromask synth).",
 )
-@click.option("-k", "--top", "k", type=int, default=5, help="ROIs compared with the truth.")
+@top_option(help="ROIs compared with the truth.")
 @click.option(
     "--attribution",
     is_flag=True,

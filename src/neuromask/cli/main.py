@@ -15,7 +15,7 @@ from neuromask.errors import NeuromaskError
 
 
 class _Group(click.Group):
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except NeuromaskError as exc:
@@ -43,7 +43,7 @@ def _register() -> None:
     from neuromask.cli import (
         compare_commands,
         data_commands,
-        demo,
+        demo_command,
         localize_commands,
         mask_commands,
         report_commands,
@@ -65,7 +65,7 @@ def _register() -> None:
     cli.add_command(sanity_commands.sanity)
     cli.add_command(report_commands.report)
     cli.add_command(study_commands.study)
-    cli.add_command(demo.demo)
+    cli.add_command(demo_command.demo)
 
 
 _register()

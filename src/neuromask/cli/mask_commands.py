@@ -8,6 +8,12 @@ from pathlib import Path
 import click
 
 from neuromask.cli.display import console, print_table
+from neuromask.cli.options import (
+    cache_dir_option,
+    device_option,
+    overwrite_option,
+    quiet_option,
+)
 
 
 def _mask_config(preset: str, config_path: Path | None):
@@ -31,22 +37,10 @@ _COMMON = [
         "score, max_epochs, patience, tolerance, batch_size, restrict_to_brain, seed) "
         "applied on top of the preset.",
     ),
-    click.option(
-        "--overwrite", is_flag=True, help="Replace OUT if it holds another job's results."
-    ),
-    click.option(
-        "--device",
-        type=click.Choice(["auto", "cpu", "cuda"]),
-        default="auto",
-        help="Where to run the CNN.",
-    ),
-    click.option(
-        "--cache-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Keep the loaded images in this folder (.npy) for the next run.",
-    ),
-    click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
+    overwrite_option(help="Replace OUT if it holds another job's results."),
+    device_option(help="Where to run the CNN."),
+    cache_dir_option(),
+    quiet_option(),
 ]
 
 
@@ -105,7 +99,7 @@ def group(
     """
     import pandas as pd
 
-    from neuromask.mask_jobs import group_mask_job
+    from neuromask.jobs.masks import group_mask_job
 
     config = _mask_config(preset, config_path)
     result = group_mask_job(
@@ -162,7 +156,7 @@ def session(
     P(AD) before and after masking). Rerun the same
     command after an interruption: finished sessions are kept.
     """
-    from neuromask.mask_jobs import session_mask_job
+    from neuromask.jobs.masks import session_mask_job
 
     config = _mask_config("session", config_path)
     if batch_size is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from neuromask.cli.display import console
+from neuromask.cli.options import top_option
 
 
 @click.command()
@@ -24,7 +25,7 @@ from neuromask.cli.display import console
     help="A ground_truth folder for a study on a CAPS folder of synthetic data "
     "[default: STUDY_DIR/data/adni/synth/ground_truth when present].",
 )
-@click.option("-k", "--top", "k", type=int, default=5, help="ROIs compared with the truth.")
+@top_option(help="ROIs compared with the truth.")
 def report(study_dir: Path, out: Path | None, truth: Path | None, k: int) -> None:
     """Write one HTML page with every table and figure of STUDY_DIR (a folder of
     `neuromask study`): settings, seeds and software versions, quality check and split,

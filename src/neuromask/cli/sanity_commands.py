@@ -8,6 +8,17 @@ from pathlib import Path
 import click
 
 from neuromask.cli.display import console, print_table
+from neuromask.cli.options import (
+    cache_dir_option,
+    device_option,
+    overwrite_option,
+    quiet_option,
+    top_option,
+)
+from neuromask.jobs.sanity_maps import SanityConfig
+
+#: The library's defaults, shown and used by the command.
+_SANITY = SanityConfig()
 
 
 @click.command()
@@ -21,39 +32,45 @@ from neuromask.cli.display import console, print_table
 )
 @click.option(
     "--methods",
-    default="mask,saliency,grad_cam,integrated_gradients,occlusion,roi_ablation",
+    default=",".join(_SANITY.methods),
     help="Comma-separated methods: mask (neuromask's), saliency, grad_cam, "
     "integrated_gradients, occlusion, roi_ablation.",
 )
-@click.option("--images", type=int, default=6, help="Validation AD sessions explained.")
-@click.option("-k", "--top", "k", type=int, default=5, help="ROIs compared with the truth.")
-@click.option("--mask-epochs", type=int, default=20, help="Epochs of each group mask.")
-@click.option("--session-epochs", type=int, default=150, help="Epochs of the session masks.")
-@click.option("--window", type=int, default=8, help="Occlusion cube side and stride (voxels).")
-@click.option("--ig-steps", type=int, default=16, help="Integrated-gradients steps.")
+@click.option(
+    "--images", type=int, default=_SANITY.images, help="Validation AD sessions explained."
+)
+@top_option(help="ROIs compared with the truth.")
+@click.option(
+    "--mask-epochs", type=int, default=_SANITY.mask_epochs, help="Epochs of each group mask."
+)
+@click.option(
+    "--session-epochs",
+    type=int,
+    default=_SANITY.session_epochs,
+    help="Epochs of the session masks.",
+)
+@click.option(
+    "--window", type=int, default=_SANITY.window, help="Occlusion cube side and stride (voxels)."
+)
+@click.option("--ig-steps", type=int, default=_SANITY.ig_steps, help="Integrated-gradients steps.")
 @click.option(
     "--shuffled/--no-shuffled",
-    default=True,
+    default=_SANITY.shuffled,
     help="Also train a CNN on shuffled labels (the data-randomisation test).",
 )
 @click.option(
     "--shuffled-epochs",
     type=int,
-    default=0,
+    default=_SANITY.shuffled_epochs,
     help="Epochs of the shuffled-label CNN (0: the model's max_epochs).",
 )
-@click.option("--seed", type=int, default=0, help="Label permutation and re-initialisation.")
 @click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where to run."
+    "--seed", type=int, default=_SANITY.seed, help="Label permutation and re-initialisation."
 )
-@click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Keep the loaded images in this folder (.npy) for the next run.",
-)
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it holds other results.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@device_option(help="Where to run.")
+@cache_dir_option(help="Keep the loaded images in this folder (.npy) for the next run.")
+@overwrite_option(help="Replace OUT if it holds other results.")
+@quiet_option(help="No progress output.")
 def sanity(
     model_dir: Path,
     out: Path,
@@ -86,7 +103,7 @@ def sanity(
 
     Example: neuromask sanity models/split-0/run-0 sanity --truth synth/ground_truth
     """
-    from neuromask.sanity import SanityConfig, run_sanity
+    from neuromask.jobs.sanity import SanityConfig, run_sanity
 
     config = SanityConfig(
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),

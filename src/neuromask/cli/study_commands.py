@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from neuromask.cli.display import console, print_table
+from neuromask.cli.options import device_option, quiet_option
 from neuromask.studies.config import STUDIES
 
 
@@ -40,10 +41,8 @@ from neuromask.studies.config import STUDIES
     help="Seconds between worker heartbeats; a job whose worker stays silent for twice "
     "this long is run again by another worker. Default: the config's.",
 )
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where to run."
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@device_option(help="Where to run.")
+@quiet_option(help="No progress bars.")
 def study(
     name: str,
     config_name: str,
@@ -67,7 +66,7 @@ def study(
     the work; rerun it after an interruption to finish what is left.
     """
     from neuromask.studies.config import load_study_config
-    from neuromask.studies.runner import run_study
+    from neuromask.studies.run import run_study
 
     config, text = load_study_config(config_name)
     results = run_study(

@@ -7,14 +7,10 @@ from pathlib import Path
 import click
 
 from neuromask.cli.display import console, print_table
+from neuromask.cli.options import cache_dir_option, device_option, overwrite_option, quiet_option
 
-_QUIET = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-_CACHE = click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Keep the loaded images in this folder (.npy) so that the next run starts at once.",
-)
+_QUIET = quiet_option()
+_CACHE = cache_dir_option()
 
 
 @click.command()
@@ -90,13 +86,8 @@ def train(
 @click.option(
     "--name", required=True, help="Name of this evaluation, e.g. test or aibl: MODEL_DIR/NAME/."
 )
-@click.option("--overwrite", is_flag=True, help="Replace MODEL_DIR/NAME if it exists.")
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    help="Where to run the CNN.",
-)
+@overwrite_option(help="Replace MODEL_DIR/NAME if it exists.")
+@device_option(help="Where to run the CNN.")
 @_CACHE
 @_QUIET
 def evaluate(

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +34,20 @@ import pandas as pd
 from scipy import ndimage
 
 import neuromask
+from neuromask.data.atrophy import atrophy_pattern, resolve_atrophy_rois  # noqa: F401
 from neuromask.data.cohorts import COHORTS, CohortProfile
+from neuromask.data.corruption import (  # noqa: F401  (old import paths)
+    QC_FAILURE_KINDS,
+    inject_qc_failure,
+    smooth_field,
+)
+from neuromask.data.subjects import SubjectDraw, draw_subject
 from neuromask.errors import ParameterError
 from neuromask.io.atlas import AD_ROIS, Atlas, load_aal2, roi_stem
 from neuromask.io.atomic import atomic_path, staged_output_dir
 from neuromask.io.caps import gm_map_path
 from neuromask.io.grid import Grid, clinica_grid
+from neuromask.io.layout import CohortLayout, TruthLayout
 from neuromask.io.nifti import save_volume
 from neuromask.io.participants import write_tsv
 from neuromask.io.template import gm_template
@@ -48,7 +55,6 @@ from neuromask.progress import track
 
 #: GM values below this are set to 0, as in SPM segmentations.
 ZERO_BELOW = 0.01
-QC_FAILURE_KINDS = ("block", "low_max")
 
 
 @dataclass(frozen=True)
@@ -149,104 +155,6 @@ class SynthResult:
     atrophy_rois: list[str] = field(default_factory=list)
 
 
-def resolve_atrophy_rois(config: SynthConfig, atlas: Atlas) -> list[str]:
-    """The ROI names (with hemisphere) that AD subjects lose GM in."""
-    rois = list(config.atrophy_rois)
-    if len(rois) == 1 and rois[0].startswith("random:"):
-        try:
-            k = int(rois[0].split(":", 1)[1])
-        except ValueError:
-            raise ParameterError(
-                f"atrophy_rois: 'random:K' needs an integer K, got {rois[0]!r}"
-            ) from None
-        stems = sorted({roi_stem(name) for name in atlas.names})
-        if not 1 <= k <= len(stems):
-            raise ParameterError(
-                f"atrophy_rois: K in 'random:K' must be in 1..{len(stems)}, got {k}"
-            )
-        rng = np.random.default_rng([config.seed, config.profile.seed_code, 7])
-        rois = [stems[i] for i in sorted(rng.choice(len(stems), size=k, replace=False))]
-    return atlas.resolve(rois)
-
-
-def atrophy_pattern(atlas: Atlas, roi_names: list[str]) -> np.ndarray:
-    """1 inside the ROIs, a smooth fall-off (sigma 3 mm) outside them; float32."""
-    inside = atlas.mask(roi_names).astype(np.float32)
-    sigma = 3.0 / np.asarray(atlas.grid.voxel_size)
-    return np.maximum(inside, ndimage.gaussian_filter(inside, sigma=sigma)).astype(np.float32)
-
-
-def smooth_field(
-    rng: np.random.Generator, shape: tuple[int, int, int], spacing_vox: float, sd: float
-) -> np.ndarray:
-    """A smooth random field on ``shape``: Gaussian noise on a coarse lattice of
-    ``spacing_vox`` voxels, interpolated by cubic splines, scaled to standard deviation ``sd``.
-
-    The interpolation is separable, so it is applied as three small matrix products
-    (one per axis) rather than a 3D spline evaluation at every voxel.
-    """
-    coarse_shape = tuple(max(2, int(math.ceil(s / spacing_vox)) + 1) for s in shape)
-    fine = rng.standard_normal(coarse_shape).astype(np.float32)
-    for axis, (n_fine, n_coarse) in enumerate(zip(shape, coarse_shape, strict=True)):
-        weights = _cubic_upsampling(n_fine, n_coarse)
-        fine = np.moveaxis(np.tensordot(weights, fine, axes=([1], [axis])), 0, axis)
-    std = float(fine.std())
-    return (fine * (sd / std if std > 0 else 0.0)).astype(np.float32)
-
-
-@lru_cache(maxsize=32)
-def _cubic_upsampling(n_fine: int, n_coarse: int) -> np.ndarray:
-    """The (n_fine, n_coarse) matrix of 1D cubic-spline interpolation (corners aligned)."""
-    eye = np.eye(n_coarse, dtype=np.float64)
-    columns = [
-        ndimage.zoom(eye[i], n_fine / n_coarse, order=3, mode="nearest", grid_mode=False)[:n_fine]
-        for i in range(n_coarse)
-    ]
-    return np.stack(columns, axis=1).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class _SubjectDraw:
-    participant_id: str
-    diagnosis: str
-    sex: str
-    baseline_age: float
-    severity: float
-    head_scale: float
-    visit_months: tuple[int, ...]
-    #: One weight per atrophied region (stem); all 1 without heterogeneity.
-    region_weights: tuple[float, ...] = ()
-
-
-def _draw_subject(
-    config: SynthConfig, diagnosis: str, index: int, number: int, n_regions: int = 0
-) -> _SubjectDraw:
-    profile = config.profile
-    rng = np.random.default_rng([config.seed, profile.seed_code, index, 0])
-    age = float(np.clip(rng.normal(profile.age_mean[diagnosis], profile.age_sd[diagnosis]), 55, 92))
-    sex = "M" if rng.random() < profile.male_fraction[diagnosis] else "F"
-    severity = float(rng.uniform(*config.severity)) if diagnosis == "AD" else 0.0
-    head_scale = float(1.0 + rng.normal(0.0, config.head_size_sd))
-    n_sessions = int(rng.integers(config.sessions[0], config.sessions[1] + 1))
-    weights: tuple[float, ...] = ()
-    h = config.atrophy_heterogeneity
-    if h > 0 and diagnosis == "AD" and n_regions > 0:
-        z = np.random.default_rng([config.seed, profile.seed_code, index, 4]).standard_normal(
-            n_regions
-        )
-        weights = tuple(float(w) for w in np.exp(h * z - h * h / 2))
-    return _SubjectDraw(
-        participant_id=f"sub-{profile.id_prefix}{number:04d}",
-        diagnosis=diagnosis,
-        sex=sex,
-        baseline_age=round(age, 1),
-        severity=severity,
-        head_scale=head_scale,
-        visit_months=profile.visit_months[:n_sessions],
-        region_weights=weights,
-    )
-
-
 class _Synthesizer:
     """Holds the per-grid arrays so that each image costs one warp and a little noise."""
 
@@ -276,7 +184,7 @@ class _Synthesizer:
 
     def image(
         self,
-        subject: _SubjectDraw,
+        subject: SubjectDraw,
         subject_field: np.ndarray,
         months: int,
         rng: np.random.Generator,
@@ -288,7 +196,7 @@ class _Synthesizer:
         )
         pattern = self.pattern
         if subject.region_weights:
-            pattern = sum(
+            pattern = sum(  # type: ignore[assignment]
                 w * p for w, p in zip(subject.region_weights, self.region_patterns, strict=True)
             )
         loss = np.minimum(cfg.atrophy_strength * severity * pattern, 0.95)
@@ -325,30 +233,6 @@ class _Synthesizer:
         return gm.astype(np.float32), severity
 
 
-def inject_qc_failure(
-    gm: np.ndarray, kind: str, rng: np.random.Generator, grid: Grid
-) -> np.ndarray:
-    """Corrupt a GM map the way failed segmentations look.
-
-    ``low_max``: the whole map is scaled so that its maximum falls between 0.55 and 0.9.
-    ``block``: non-brain tissue of the lower half of the field of view (neck, face) is
-    segmented as GM, as a block of values between 0.5 and 0.9.
-    """
-    gm = gm.copy()
-    if kind == "low_max":
-        gm *= float(rng.uniform(0.55, 0.9)) / max(float(gm.max()), 1e-6)
-    elif kind == "block":
-        nz = grid.shape[2] // 2
-        block = gm[:, :, :nz]
-        fill = (0.5 + 0.4 * rng.random(block.shape)).astype(np.float32)
-        gm[:, :, :nz] = np.where(block < 0.05, fill, block)
-    else:
-        raise ParameterError(
-            f"Unknown QC failure kind {kind!r}; expected one of {QC_FAILURE_KINDS}"
-        )
-    return gm
-
-
 def generate_cohort(
     config: SynthConfig, out: str | Path, *, overwrite: bool = False, progress: bool = True
 ) -> SynthResult:
@@ -369,58 +253,29 @@ def generate_cohort(
     profile = config.profile
 
     subjects = [
-        _draw_subject(config, diagnosis, index=i, number=i + 1, n_regions=len(regions))
+        draw_subject(config, diagnosis, index=i, number=i + 1, n_regions=len(regions))
         for i, diagnosis in enumerate(
             ["CN"] * config.subjects_per_class + ["AD"] * config.subjects_per_class
         )
     ]
-    sessions = [(s, m) for s in subjects for m in s.visit_months]
-    failure_rng = np.random.default_rng([config.seed, profile.seed_code, 1_000_000])
-    failed = failure_rng.choice(len(sessions), size=config.qc_failures, replace=False)
-    failure_of = {
-        int(j): QC_FAILURE_KINDS[0] if k == 0 else QC_FAILURE_KINDS[1]
-        for k, j in enumerate(sorted(failed))
-    }
+    sessions = [(i, s, m) for i, s in enumerate(subjects) for m in s.visit_months]
+    failure_of = _failures(config, len(sessions))
 
     rows, truth_rows = [], []
     with staged_output_dir(out, overwrite=overwrite) as stage:
-        caps = stage / "caps"
+        caps = CohortLayout(stage).caps
         fields: dict[str, np.ndarray] = {}
         for j in track(
             range(len(sessions)),
             f"Synthesising {profile.name.upper()}-like cohort",
             enabled=progress,
         ):
-            subject, months = sessions[j]
-            index = subjects.index(subject)
-            if subject.participant_id not in fields:
-                fields.clear()
-                fields[subject.participant_id] = synth.subject_field(
-                    np.random.default_rng([config.seed, profile.seed_code, index, 1])
-                )
-            rng = np.random.default_rng([config.seed, profile.seed_code, index, 2, months])
-            gm, severity = synth.image(subject, fields[subject.participant_id], months, rng)
+            index, subject, months = sessions[j]
             failure = failure_of.get(j, "none")
-            if failure != "none":
-                gm = inject_qc_failure(
-                    gm,
-                    failure,
-                    np.random.default_rng([config.seed, profile.seed_code, index, 3, months]),
-                    grid,
-                )
+            gm, severity = _session_image(synth, fields, index, subject, months, failure)
             session_id = f"ses-M{months:03d}"
             save_volume(gm_map_path(caps, subject.participant_id, session_id), gm, grid)
-            age = round(subject.baseline_age + months / 12.0, 1)
-            rows.append(
-                {
-                    "participant_id": subject.participant_id,
-                    "session_id": session_id,
-                    "diagnosis": subject.diagnosis,
-                    "age": age,
-                    "sex": subject.sex,
-                    "cohort": profile.name,
-                }
-            )
+            rows.append(_participant_row(subject, session_id, months, profile.name))
             truth_rows.append(
                 {
                     "participant_id": subject.participant_id,
@@ -431,41 +286,108 @@ def generate_cohort(
                 }
             )
 
-        write_tsv(pd.DataFrame(rows), stage / "participants.tsv")
-        truth = stage / "ground_truth"
-        save_volume(truth / "atrophy_map.nii.gz", config.atrophy_strength * pattern, grid)
-        write_tsv(atlas.rois[atlas.rois["roi_name"].isin(roi_names)], truth / "atrophy_rois.tsv")
-        write_tsv(pd.DataFrame(truth_rows), truth / "sessions.tsv")
-        if config.atrophy_heterogeneity > 0:
-            write_tsv(
-                pd.DataFrame(
-                    [
-                        {
-                            "participant_id": s.participant_id,
-                            **dict(zip(regions, s.region_weights, strict=True)),
-                        }
-                        for s in subjects
-                        if s.region_weights
-                    ]
-                ),
-                truth / "subject_atrophy.tsv",
-            )
-        record = {
-            "neuromask_version": neuromask.__version__,
-            "config": asdict(config),
-            "atrophy_rois": roi_names,
-            "grid": grid.to_dict(),
-        }
-        with atomic_path(truth / "synth.json") as tmp:
-            tmp.write_text(json.dumps(record, indent=2))
+        write_tsv(pd.DataFrame(rows), CohortLayout(stage).participants)
+        _write_truth(
+            TruthLayout(stage / "ground_truth"),
+            config,
+            pattern,
+            atlas,
+            roi_names,
+            regions,
+            subjects,
+            pd.DataFrame(truth_rows),
+        )
 
-    out = Path(out)
+    layout = CohortLayout(Path(out))
     return SynthResult(
-        out=out,
-        caps=out / "caps",
-        participants=out / "participants.tsv",
-        ground_truth=out / "ground_truth",
+        out=layout.root,
+        caps=layout.caps,
+        participants=layout.participants,
+        ground_truth=layout.truth.root,
         n_subjects=len(subjects),
         n_sessions=len(sessions),
         atrophy_rois=roi_names,
     )
+
+
+def _session_image(
+    synth: _Synthesizer,
+    fields: dict[str, np.ndarray],
+    index: int,
+    subject: SubjectDraw,
+    months: int,
+    failure: str,
+) -> tuple[np.ndarray, float]:
+    """The GM map of one session and its atrophy severity; ``fields`` keeps the current
+    subject's deformation field between its sessions."""
+    config = synth.config
+    seed = [config.seed, config.profile.seed_code, index]
+    if subject.participant_id not in fields:
+        fields.clear()
+        fields[subject.participant_id] = synth.subject_field(np.random.default_rng([*seed, 1]))
+    rng = np.random.default_rng([*seed, 2, months])
+    gm, severity = synth.image(subject, fields[subject.participant_id], months, rng)
+    if failure != "none":
+        gm = inject_qc_failure(gm, failure, np.random.default_rng([*seed, 3, months]), config.grid)
+    return gm, severity
+
+
+def _failures(config: SynthConfig, n_sessions: int) -> dict[int, str]:
+    """The sessions to corrupt (by position) and how: the first a block, the others a
+    low maximum."""
+    rng = np.random.default_rng([config.seed, config.profile.seed_code, 1_000_000])
+    failed = rng.choice(n_sessions, size=config.qc_failures, replace=False)
+    return {
+        int(j): QC_FAILURE_KINDS[0] if k == 0 else QC_FAILURE_KINDS[1]
+        for k, j in enumerate(sorted(failed))
+    }
+
+
+def _participant_row(
+    subject: SubjectDraw, session_id: str, months: int, cohort: str
+) -> dict[str, object]:
+    """A session's row of ``participants.tsv``."""
+    return {
+        "participant_id": subject.participant_id,
+        "session_id": session_id,
+        "diagnosis": subject.diagnosis,
+        "age": round(subject.baseline_age + months / 12.0, 1),
+        "sex": subject.sex,
+        "cohort": cohort,
+    }
+
+
+def _write_truth(
+    truth: TruthLayout,
+    config: SynthConfig,
+    pattern: np.ndarray,
+    atlas: Atlas,
+    roi_names: list[str],
+    regions: list[str],
+    subjects: list[SubjectDraw],
+    sessions: pd.DataFrame,
+) -> None:
+    """The ground truth: atrophy map and ROIs, per-session truth, per-subject weights
+    (heterogeneous atrophy) and every setting."""
+    grid = config.grid
+    save_volume(truth.atrophy_map, config.atrophy_strength * pattern, grid)
+    write_tsv(atlas.rois[atlas.rois["roi_name"].isin(roi_names)], truth.atrophy_rois)
+    write_tsv(sessions, truth.sessions)
+    if config.atrophy_heterogeneity > 0:
+        weights = [
+            {
+                "participant_id": s.participant_id,
+                **dict(zip(regions, s.region_weights, strict=True)),
+            }
+            for s in subjects
+            if s.region_weights
+        ]
+        write_tsv(pd.DataFrame(weights), truth.subject_atrophy)
+    record = {
+        "neuromask_version": neuromask.__version__,
+        "config": asdict(config),
+        "atrophy_rois": roi_names,
+        "grid": grid.to_dict(),
+    }
+    with atomic_path(truth.record) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))

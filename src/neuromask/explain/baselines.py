@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -29,6 +30,8 @@ import torch
 from neuromask.errors import NeuromaskError, ParameterError
 
 METHODS = ("saliency", "grad_cam", "integrated_gradients", "occlusion", "roi_ablation")
+
+T = TypeVar("T")
 
 
 class MissingExtraError(NeuromaskError, ImportError):
@@ -50,17 +53,17 @@ def last_conv_layer(model: torch.nn.Module) -> torch.nn.Module:
     ``features`` Sequential (as in neuromask's CNN3D), or else the last Conv3d."""
     features = getattr(model, "features", None)
     if isinstance(features, torch.nn.Sequential):
-        convs = [i for i, m in enumerate(features) if isinstance(m, torch.nn.Conv3d)]
+        layers: list[torch.nn.Module] = list(features)
+        convs = [i for i, m in enumerate(layers) if isinstance(m, torch.nn.Conv3d)]
         if convs:
-            after = features[convs[-1] + 1 : convs[-1] + 3]
-            for module in after:
+            for module in layers[convs[-1] + 1 : convs[-1] + 3]:
                 if not isinstance(module, torch.nn.BatchNorm3d):
                     return module
-            return features[convs[-1]]
-    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
-    if not convs:
+            return layers[convs[-1]]
+    conv3d = [m for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
+    if not conv3d:
         raise ParameterError("grad_cam needs a model with a Conv3d layer")
-    return convs[-1]
+    return conv3d[-1]
 
 
 def attribute(
@@ -144,7 +147,7 @@ class Cost:
     peak_memory_mb: float
 
 
-def measure(fn: Callable[[], object]) -> tuple[object, Cost]:
+def measure(fn: Callable[[], T]) -> tuple[T, Cost]:
     """Run ``fn``; its wall time and peak memory above the start (CUDA: allocated
     memory; CPU: the process's resident set, sampled every 5 ms; NaN where unknown)."""
     if torch.cuda.is_available():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from neuromask.errors import ParameterError
 
@@ -104,7 +105,7 @@ MASK_PRESETS: dict[str, MaskConfig] = {
 }
 
 
-def mask_preset(name: str, **overrides: object) -> MaskConfig:
+def mask_preset(name: str, **overrides: Any) -> MaskConfig:
     """A preset by name, with fields replaced.
 
     >>> mask_preset("session").patience

@@ -126,7 +126,7 @@ def _load_aal2_cached(shape: tuple[int, int, int], affine_bytes: bytes) -> Atlas
     rois = pd.DataFrame(
         {"roi_value": table["index"].astype(int), "roi_name": table["name"].astype(str)}
     )
-    atlas = _build(name="AAL2", img=nib.load(nifti), rois=rois, grid=grid)
+    atlas = _build(name="AAL2", img=nib.load(nifti), rois=rois, grid=grid)  # type: ignore[arg-type]
     atlas.labels.setflags(write=False)
     return atlas
 
@@ -156,7 +156,7 @@ def load_atlas(nifti: str | os.PathLike[str], tsv: str | os.PathLike[str], grid:
     rois = pd.DataFrame(
         {"roi_value": values.astype(int), "roi_name": table["roi_name"].astype(str)}
     )
-    return _build(name=nifti.name, img=nib.load(nifti), rois=rois, grid=grid)
+    return _build(name=nifti.name, img=nib.load(nifti), rois=rois, grid=grid)  # type: ignore[arg-type]
 
 
 def _build(name: str, img: nib.Nifti1Image, rois: pd.DataFrame, grid: Grid) -> Atlas:

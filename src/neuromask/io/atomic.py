@@ -98,27 +98,3 @@ def staged_output_dir(
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(staging, final)
-
-
-def claim_job_dir(out: Path, job: dict, overwrite: bool, record: str = "job.json") -> None:
-    """An output folder holds one job, described by ``job`` in ``out/record``: the same
-    job resumes in it, another is refused unless ``overwrite`` (which empties it)."""
-    import json
-
-    path = out / record
-    if out.exists() and any(out.iterdir()):
-        same = path.is_file() and json.loads(path.read_text()) == json.loads(json.dumps(job))
-        if not same and not overwrite:
-            raise OutputExistsError(
-                f"Output folder {out} already holds other results. Choose another folder, or "
-                "pass --overwrite to replace them."
-            )
-        if not same:
-            for child in out.iterdir():
-                if child.is_dir():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(job, indent=2))

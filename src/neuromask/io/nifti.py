@@ -87,4 +87,4 @@ def _spatial_shape(img: nib.Nifti1Image, path: Path) -> tuple[int, int, int]:
         shape = shape[:-1]
     if len(shape) != 3:
         raise ImageError(f"Image {path} has shape {img.shape}: a single 3D volume is expected.")
-    return shape  # type: ignore[return-value]
+    return (shape[0], shape[1], shape[2])

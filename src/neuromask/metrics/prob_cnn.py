@@ -13,10 +13,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from neuromask.models.inference import batched_logits
+
 AD = 1
 
 
-@torch.no_grad()
 def masked_probability(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -35,14 +36,11 @@ def masked_probability(
         raise ValueError(
             f"mask grid {tuple(m.shape[2:])} differs from the images' grid {tuple(images.shape[2:])}"
         )
-    model.eval()
     total, count = 0.0, 0
-    for start in range(0, images.shape[0], batch_size):
-        x = images[start : start + batch_size].to(device, torch.float32)
-        x = m * x + (1.0 - m) * mu
-        p = torch.softmax(model(x).float(), dim=1)[:, target]
+    for logits in batched_logits(model, images, m, mu=mu, batch_size=batch_size, device=device):
+        p = torch.softmax(logits, dim=1)[:, target]
         total += float(p.sum())
-        count += x.shape[0]
+        count += logits.shape[0]
     return total / count
 
 

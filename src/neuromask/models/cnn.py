@@ -108,7 +108,7 @@ class CNN3D(nn.Module):
             if config.downsampling == "maxpool":
                 layers.append(nn.MaxPool3d(kernel_size=2, stride=2, ceil_mode=True))
         self.features = nn.Sequential(*layers)
-        flat = math.prod(config.feature_shape(self.input_shape))
+        flat = math.prod(config.feature_shape(self.input_shape))  # type: ignore[arg-type]
         head: list[nn.Module] = [nn.Flatten(), nn.Dropout(config.dropout)]
         width = flat
         for hidden in config.fc_layers:

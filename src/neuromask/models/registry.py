@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from neuromask.errors import ParameterError
 from neuromask.models.cnn import CNN3D, CNNConfig
@@ -40,7 +41,7 @@ def list_presets() -> list[str]:
     return sorted(PRESETS)
 
 
-def get_preset(name: str, **overrides: object) -> CNNConfig:
+def get_preset(name: str, **overrides: Any) -> CNNConfig:
     """The preset ``name``, with fields replaced by ``overrides``.
 
     >>> get_preset("conv5_fc3").fc_layers

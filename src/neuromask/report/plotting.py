@@ -1,24 +1,5 @@
-"""Matplotlib set-up shared by every figure: a non-interactive backend, atomic PNG output."""
+"""Moved to :mod:`neuromask.figures.plotting`; this path still works and warns."""
 
-from __future__ import annotations
+from neuromask._moved import forward
 
-import os
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from neuromask.io.atomic import atomic_path  # noqa: E402
-
-
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
-    """Save ``fig`` as PNG atomically and close it."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight", facecolor="white")
-    plt.close(fig)
-    return path
+__getattr__ = forward(__name__, "neuromask.figures.plotting")

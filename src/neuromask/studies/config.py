@@ -89,7 +89,7 @@ class GridConfig:
         for name, fixed in partners.items():
             for value in getattr(self, name):
                 out.append(
-                    (name, float(value), dataclasses.replace(base, **fixed, **{name: float(value)}))
+                    (name, float(value), dataclasses.replace(base, **fixed, **{name: float(value)}))  # type: ignore[arg-type]
                 )
         return out
 
@@ -157,7 +157,7 @@ def study_config_from_mapping(data: dict[str, Any], source: str) -> StudyConfig:
 
 def preset_names() -> list[str]:
     return sorted(
-        p.stem
+        Path(p.name).stem
         for p in resources.files("neuromask.studies.presets").iterdir()
         if p.name.endswith(".toml")
     )

@@ -116,7 +116,19 @@ def load_train_config(path: str | os.PathLike[str] | None) -> TrainConfig:
 
 def train_config_to_toml_mapping(config: TrainConfig) -> dict[str, Any]:
     """A mapping that :func:`train_config_from_mapping` reads back to ``config``."""
-    data = config.to_dict()
-    model = data.pop("model")
-    data.pop("model_preset")
-    return {**data, "model": {"preset": config.model_preset, **model}}
+    return _toml_form(config.to_dict())
+
+
+def train_config_from_record(train: dict[str, Any], source: str = "config") -> TrainConfig:
+    """The TrainConfig of a run folder's record (``config.json``'s ``train`` entry, the
+    form :meth:`TrainConfig.to_dict` writes)."""
+    return train_config_from_mapping(_toml_form(train), source)
+
+
+def _toml_form(train: dict[str, Any]) -> dict[str, Any]:
+    """``to_dict``'s form (``model`` table and ``model_preset`` beside it) as TOML's form
+    (the preset inside the ``model`` table)."""
+    data = dict(train)
+    model = dict(data.pop("model"))
+    preset = data.pop("model_preset")
+    return {**data, "model": {"preset": preset, **model}}

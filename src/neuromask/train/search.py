@@ -206,19 +206,22 @@ def run_search(
     )
     study = _open_study(storage, study_name, heartbeat_s, sampler_seed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    while True:
-        states = [t.state for t in study.get_trials(deepcopy=False)]
-        complete = states.count(optuna.trial.TrialState.COMPLETE)
-        pending = states.count(optuna.trial.TrialState.RUNNING) + states.count(
-            optuna.trial.TrialState.WAITING
-        )
-        if complete >= trials or (
-            complete + pending >= trials and optuna.trial.TrialState.WAITING not in states
-        ):
-            break
+    while not _enough_trials(study, trials):
         study.optimize(objective, n_trials=1, catch=())
     write_best_config(study, out / "best_config.toml")
     return study
+
+
+def _enough_trials(study: optuna.Study, trials: int) -> bool:
+    """True once ``trials`` trials are complete, or the rest are running elsewhere."""
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    complete = states.count(optuna.trial.TrialState.COMPLETE)
+    pending = states.count(optuna.trial.TrialState.RUNNING) + states.count(
+        optuna.trial.TrialState.WAITING
+    )
+    return complete >= trials or (
+        complete + pending >= trials and optuna.trial.TrialState.WAITING not in states
+    )
 
 
 def _open_study(storage: str, study_name: str, heartbeat_s: int, sampler_seed: int) -> optuna.Study:
@@ -248,7 +251,7 @@ def create_or_load_study(
             return optuna.create_study(
                 study_name=study_name,
                 storage=open_storage(storage, heartbeat_s),
-                direction=direction,
+                direction=direction,  # type: ignore[arg-type]
                 sampler=sampler,
                 load_if_exists=True,
             )

@@ -31,21 +31,22 @@ import torch.nn.functional as F
 import neuromask
 from neuromask.errors import NeuromaskError
 from neuromask.io.atomic import atomic_path
+from neuromask.io.claim import claim_output_dir
 from neuromask.io.participants import write_tsv
+from neuromask.models.inference import class_probabilities
 from neuromask.models.registry import build_model
 from neuromask.progress import Bar
 from neuromask.progress import console as _console
 from neuromask.train.checkpoint import (
     cpu_state,
-    load_checkpoint,
-    save_checkpoint,
     save_weights,
 )
+from neuromask.train.classification import binary_metrics
 from neuromask.train.config import TrainConfig
-from neuromask.train.metrics import binary_metrics
+from neuromask.train.model_folder import MODEL_FORMAT
+from neuromask.train.run_state import RunState, Selection
 from neuromask.train.tensors import resolve_device
 
-MODEL_FORMAT = 1
 CHECKPOINT = "checkpoint.pt"
 DONE = "validation_metrics.json"
 
@@ -76,16 +77,103 @@ def predict(
     device: torch.device,
 ) -> np.ndarray:
     """Softmax probabilities (n, classes) of ``x[indices]`` in eval mode."""
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(indices), batch_size):
-            idx = torch.as_tensor(indices[start : start + batch_size])
-            batch = x[idx].to(device=device, dtype=torch.float32, non_blocking=True)
-            with _autocast(device, enabled=False):
-                logits = model(batch)
-            out.append(torch.softmax(logits.float(), dim=1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 2), np.float32)
+    return class_probabilities(
+        model, x, indices=np.asarray(indices), batch_size=batch_size, device=device
+    )
+
+
+@dataclass
+class RunData:
+    """The images and labels of a run, and which of them train and validate."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    val_sessions: pd.DataFrame
+
+    @property
+    def val_true(self) -> np.ndarray:
+        return self.y.numpy()[self.val_idx]
+
+
+def _start(
+    config: TrainConfig, input_shape: tuple[int, ...], out: Path, device: torch.device, seed: int
+) -> RunState:
+    """A new run (the model initialised from ``seed``), or the one checkpointed in ``out``."""
+    with torch.random.fork_rng(devices=_rng_devices(device)):
+        torch.manual_seed(seed)
+        model = build_model(config.model, input_shape).to(device)  # type: ignore[arg-type]
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    initial = cpu_state(model)
+    run = RunState(model, optimizer, Selection(), initial, initial)
+    if (out / CHECKPOINT).is_file():
+        run.resume(out / CHECKPOINT)
+    return run
+
+
+def _validate(
+    run: RunState, data: RunData, config: TrainConfig, device: torch.device
+) -> tuple[float, dict[str, float]]:
+    """Validation loss and metrics of the model as it is now."""
+    probs = predict(run.model, data.x, data.val_idx, config.batch_size, device)
+    val_loss = float(
+        F.nll_loss(
+            torch.log(torch.as_tensor(probs).clamp_min(1e-12)), torch.as_tensor(data.val_true)
+        )
+    )
+    return val_loss, binary_metrics(data.val_true, probs.argmax(1))
+
+
+def _epoch(
+    run: RunState,
+    data: RunData,
+    config: TrainConfig,
+    device: torch.device,
+    epoch: int,
+    *,
+    run_seed: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """Train one epoch (its randomness keyed on the run seed and epoch), validate, and
+    update what is kept; the epoch's history row."""
+    tic = time.perf_counter()
+    with torch.random.fork_rng(devices=_rng_devices(device)):
+        seed = epoch_seed(run_seed, epoch)
+        torch.manual_seed(seed)
+        order = torch.randperm(len(data.train_idx), generator=torch.Generator().manual_seed(seed))
+        train_stats = _train_epoch(
+            run.model,
+            run.optimizer,
+            data.x,
+            data.y,
+            data.train_idx[order.numpy()],
+            config,
+            device,
+            epoch,
+            progress,
+        )
+    val_loss, val_metrics = _validate(run, data, config, device)
+    row = {
+        "epoch": epoch,
+        **train_stats,
+        "validation_loss": val_loss,
+        **{f"validation_{k}": v for k, v in val_metrics.items()},
+        "time_s": round(time.perf_counter() - tic, 3),
+    }
+    if progress:
+        _console.print(
+            f"  validation loss {val_loss:.4f}, balanced accuracy "
+            f"{val_metrics['balanced_accuracy']:.3f} ({row['time_s']:.1f} s)"
+        )
+    best_ba, best_loss = run.selection.update(epoch, val_metrics["balanced_accuracy"], val_loss)
+    if best_ba:
+        run.best_ba_state = cpu_state(run.model)
+    if best_loss:
+        run.best_loss_state = cpu_state(run.model)
+    return row
 
 
 def train_run(
@@ -109,7 +197,6 @@ def train_run(
     ``after_epoch`` is called after each checkpoint (used to test interruption).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     input_shape = tuple(int(s) for s in x.shape[2:])
     meta = {
@@ -123,151 +210,50 @@ def train_run(
         "n_validation": int(len(val_idx)),
         **(record or {}),
     }
-    _check_or_write_config(out, meta)
+    _claim_run_folder(out, meta)
     if (out / DONE).is_file():
         history = pd.read_csv(out / "training.tsv", sep="\t")
         done = json.loads((out / DONE).read_text())
         return RunResult(out, history, int(done["best_epoch"]), done["metrics"], skipped=True)
-
-    with torch.random.fork_rng(devices=_rng_devices(device)):
-        torch.manual_seed(run_seed)
-        model = build_model(config.model, input_shape).to(device)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    best = {
-        "ba": -1.0,
-        "ba_epoch": -1,
-        "loss": float("inf"),
-        "loss_epoch": -1,
-        "since_best_loss": 0,
-    }
-    best_ba_state = best_loss_state = cpu_state(model)
-    resumed = False
-    if (out / CHECKPOINT).is_file():
-        state = load_checkpoint(out / CHECKPOINT)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, best = list(state["history"]), dict(state["best"])
-        best_ba_state, best_loss_state = state["best_ba_state"], state["best_loss_state"]
-        start_epoch = int(state["epoch"]) + 1
-        resumed = True
-
-    y_np = y.numpy()
-    stopped = best["since_best_loss"] >= config.patience
-    for epoch in range(start_epoch, config.max_epochs):
-        if stopped:
+    data = RunData(x, y, train_idx, val_idx, val_sessions)
+    run = _start(config, input_shape, out, device, run_seed)
+    for epoch in range(run.start_epoch, config.max_epochs):
+        if run.selection.since_best_loss >= config.patience:
             break
-        tic = time.perf_counter()
-        with torch.random.fork_rng(devices=_rng_devices(device)):
-            seed = epoch_seed(run_seed, epoch)
-            torch.manual_seed(seed)
-            order = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed))
-            train_stats = _train_epoch(
-                model, optimizer, x, y, train_idx[order.numpy()], config, device, epoch, progress
-            )
-        probs = predict(model, x, val_idx, config.batch_size, device)
-        val_true = y_np[val_idx]
-        val_loss = float(
-            F.nll_loss(
-                torch.log(torch.as_tensor(probs).clamp_min(1e-12)), torch.as_tensor(val_true)
-            )
+        run.history.append(
+            _epoch(run, data, config, device, epoch, run_seed=run_seed, progress=progress)
         )
-        val_metrics = binary_metrics(val_true, probs.argmax(1))
-        row = {
-            "epoch": epoch,
-            **train_stats,
-            "validation_loss": val_loss,
-            **{f"validation_{k}": v for k, v in val_metrics.items()},
-            "time_s": round(time.perf_counter() - tic, 3),
-        }
-        history.append(row)
-        if progress:
-            _console.print(
-                f"  validation loss {val_loss:.4f}, balanced accuracy "
-                f"{val_metrics['balanced_accuracy']:.3f} ({row['time_s']:.1f} s)"
-            )
-        ba = val_metrics["balanced_accuracy"]
-        if ba > best["ba"] or (ba == best["ba"] and val_loss < best["ba_loss"]):
-            best.update(ba=ba, ba_epoch=epoch, ba_loss=val_loss)
-            best_ba_state = cpu_state(model)
-        if val_loss < best["loss"]:
-            best.update(loss=val_loss, loss_epoch=epoch, since_best_loss=0)
-            best_loss_state = cpu_state(model)
-        else:
-            best["since_best_loss"] += 1
-        stopped = best["since_best_loss"] >= config.patience
-        save_checkpoint(
-            {
-                "epoch": epoch,
-                "model": cpu_state(model),
-                "optimizer": optimizer.state_dict(),
-                "history": history,
-                "best": best,
-                "best_ba_state": best_ba_state,
-                "best_loss_state": best_loss_state,
-            },
-            out / CHECKPOINT,
-        )
+        run.save(out / CHECKPOINT, epoch)
         if after_epoch is not None:
             after_epoch(epoch)
-
-    return _finish(
-        out,
-        model,
-        best_ba_state,
-        best_loss_state,
-        history,
-        best,
-        x,
-        y_np,
-        val_idx,
-        val_sessions,
-        config,
-        device,
-        resumed,
-    )
+    return _finish(out, run, data, config, device)
 
 
 def _finish(
-    out,
-    model,
-    best_ba_state,
-    best_loss_state,
-    history,
-    best,
-    x,
-    y_np,
-    val_idx,
-    val_sessions,
-    config,
-    device,
-    resumed,
+    out: Path, run: RunState, data: RunData, config: TrainConfig, device: torch.device
 ) -> RunResult:
-    save_weights(best_ba_state, out / "model.safetensors")
-    save_weights(best_loss_state, out / "model_best_loss.safetensors")
-    table = pd.DataFrame(history)
+    """Write the selected weights, the history and the validation predictions."""
+    save_weights(run.best_ba_state, out / "model.safetensors")
+    save_weights(run.best_loss_state, out / "model_best_loss.safetensors")
+    table = pd.DataFrame(run.history)
     write_tsv(table, out / "training.tsv")
-    model.load_state_dict(best_ba_state)
-    probs = predict(model, x, val_idx, config.batch_size, device)
-    predictions = prediction_table(val_sessions, y_np[val_idx], probs)
+    run.model.load_state_dict(run.best_ba_state)
+    probs = predict(run.model, data.x, data.val_idx, config.batch_size, device)
+    predictions = prediction_table(data.val_sessions, data.val_true, probs)
     write_tsv(predictions, out / "validation_predictions.tsv")
     metrics = binary_metrics(
         predictions["true_label"], predictions["predicted_label"], predictions["p_ad"]
     )
     done = {
-        "best_epoch": int(best["ba_epoch"]),
-        "best_loss_epoch": int(best["loss_epoch"]),
-        "epochs_run": len(history),
+        "best_epoch": int(run.selection.ba_epoch),
+        "best_loss_epoch": int(run.selection.loss_epoch),
+        "epochs_run": len(run.history),
         "metrics": metrics,
     }
     with atomic_path(out / DONE) as tmp:
         tmp.write_text(json.dumps(done, indent=2))
     (out / CHECKPOINT).unlink(missing_ok=True)
-    return RunResult(out, table, int(best["ba_epoch"]), metrics, resumed=resumed)
+    return RunResult(out, table, int(run.selection.ba_epoch), metrics, resumed=run.resumed)
 
 
 def prediction_table(sessions: pd.DataFrame, true: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
@@ -333,17 +319,26 @@ def _rng_devices(device: torch.device) -> list[int]:
     return [device.index or 0] if device.type == "cuda" else []
 
 
-def _check_or_write_config(out: Path, meta: dict[str, Any]) -> None:
-    path = out / "config.json"
-    if path.is_file():
+def _claim_run_folder(out: Path, meta: dict[str, Any]) -> None:
+    """The run folder holds this run (resume), is new, or holds another run (refused)."""
+    keys = ("train", "input_shape", "run_seed", "n_train", "n_validation")
+
+    def differs(path: Path) -> list[str]:
         stored = json.loads(path.read_text())
-        keys = ("train", "input_shape", "run_seed", "n_train", "n_validation")
-        diffs = [k for k in keys if stored.get(k) != json.loads(json.dumps(meta.get(k)))]
-        if diffs:
-            raise RunMismatchError(
-                f"{out} already holds a run made with other settings (differs in: "
-                f"{', '.join(diffs)}). Use another output folder, or remove it."
-            )
-        return
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2))
+        return [k for k in keys if stored.get(k) != json.loads(json.dumps(meta.get(k)))]
+
+    def mismatch(folder: Path) -> RunMismatchError:
+        return RunMismatchError(
+            f"{folder} already holds a run made with other settings (differs in: "
+            f"{', '.join(differs(folder / 'config.json'))}). Use another output folder, or "
+            "remove it."
+        )
+
+    claim_output_dir(
+        out,
+        "config.json",
+        json.dumps(meta, indent=2),
+        same=lambda path: not differs(path),
+        allow_unmarked=True,
+        mismatch=mismatch,
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from neuromask.cli.display import console
+from neuromask.cli.options import device_option, overwrite_option, quiet_option
 
 
 @click.command()
@@ -24,11 +25,9 @@ from neuromask.cli.display import console
     help="Ground truth for a study on a CAPS folder of synthetic data "
     "[default: the synthetic cohort's own].",
 )
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", help="Where to run."
-)
-@click.option("--overwrite", is_flag=True, help="Replace OUT instead of resuming it.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@device_option(help="Where to run.")
+@overwrite_option(help="Replace OUT instead of resuming it.")
+@quiet_option(help="No progress bars.")
 def demo(
     out: Path, config_name: str, truth: Path | None, device: str, overwrite: bool, quiet: bool
 ) -> None:

@@ -1,0 +1,272 @@
+"""Mask jobs from folders: a trained model's folder, a CAPS folder, a TSV, an output folder.
+
+``group_mask_job`` (``neuromask mask group``) and ``session_mask_job``
+(``neuromask mask session``) select the AD sessions that the CNN classifies correctly,
+optimise the masks with :class:`neuromask.explain.MeaningfulPerturbation`, and write
+NIfTI masks with the data's affine, tables and every setting. Both resume after an
+interruption: the group job from its per-epoch checkpoint, the session job by skipping
+the sessions whose mask is already written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+import neuromask
+from neuromask.config import to_mapping
+from neuromask.explain import MaskConfig, MeaningfulPerturbation, mask_preset
+from neuromask.explain.objective import class_score
+from neuromask.explain.perturbation import MaskLossNaNError, PerturbationResult, threshold
+from neuromask.figures.masks import plot_mask
+from neuromask.io.atlas import load_aal2
+from neuromask.io.atomic import atomic_path
+from neuromask.io.claim import claim_job_dir
+from neuromask.io.nifti import save_volume
+from neuromask.io.participants import write_tsv
+from neuromask.jobs.trained_model import AD, MaskInputs, TrainedModel, brain_mask_of
+from neuromask.metrics import top_rois
+from neuromask.models.inference import batched_logits
+
+#: The record that marks a mask job's output folder.
+JOB_RECORD = "mask_job.json"
+
+
+def _claim(
+    kind: str,
+    model_dir: object,
+    caps: object,
+    tsv: object,
+    out: Path,
+    config: MaskConfig,
+    overwrite: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Claim the output folder for this job: the same job resumes, another is refused."""
+    job = {
+        "kind": kind,
+        "model_dir": str(model_dir),
+        "caps": str(caps),
+        "tsv": str(tsv),
+        **(extra or {}),
+        "mask": to_mapping(config),
+        "neuromask_version": neuromask.__version__,
+    }
+    claim_job_dir(out, job, overwrite, JOB_RECORD)
+
+
+def _explainer(
+    trained: TrainedModel, inputs: MaskInputs, config: MaskConfig, progress: bool
+) -> MeaningfulPerturbation:
+    """The explainer of ``inputs``, with the brain mask of their images."""
+    return MeaningfulPerturbation(
+        trained.model,
+        config,
+        device=trained.device,
+        brain_mask=brain_mask_of(inputs.data.images),
+        progress=progress,
+    )
+
+
+@dataclass
+class GroupMaskOutputs:
+    out: Path
+    mask: np.ndarray
+    history: pd.DataFrame
+    n_images: int
+    n_validation: int
+    validation_p_ad: float
+
+
+def group_mask_job(
+    model_dir: str | os.PathLike[str],
+    caps: str | os.PathLike[str],
+    tsv: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    config: MaskConfig | None = None,
+    *,
+    validation_tsv: str | os.PathLike[str] | None = None,
+    validation_caps: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    device: str = "auto",
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> GroupMaskOutputs:
+    """One mask for the correctly classified AD sessions of ``tsv``.
+
+    Without ``validation_tsv``, the validation set of the split the model was trained on
+    is used (``SPLIT_DIR/split-<k>/validation.tsv`` from the model's record).
+    Writes ``mask.nii.gz`` (values above ``keep_above`` set to 1), ``mask_raw.nii.gz``,
+    ``mask.png`` (1 - m over the GM template), ``top_rois.tsv`` (the five densest AAL2
+    ROIs), ``history.tsv``, ``selection.tsv``, ``image_losses.tsv``, ``result.json`` and
+    ``mask_job.json``.
+    """
+    config = config or mask_preset("group")
+    out = Path(out)
+    trained = TrainedModel.open(model_dir, device)
+    if validation_tsv is None:
+        validation_tsv = trained.validation_tsv()
+    extra = {"validation_tsv": str(validation_tsv) if validation_tsv else None}
+    _claim("group", model_dir, caps, tsv, out, config, overwrite, extra)
+    train = trained.ad_sessions(caps, tsv, cache_dir=cache_dir, progress=progress)
+    explainer = _explainer(trained, train, config, progress)
+    validation = None
+    if validation_tsv is not None:
+        validation = trained.ad_sessions(
+            validation_caps or caps, validation_tsv, cache_dir=cache_dir, progress=progress
+        )
+    try:
+        _, result = explainer.attribute(
+            train.images,
+            AD,
+            mode="group",
+            validation=validation.images if validation else None,
+            checkpoint=out / "checkpoint.pt",
+        )
+        failure = None
+    except MaskLossNaNError as exc:
+        result, failure = exc.result, exc
+    outputs = _write_group_outputs(out, explainer, train, validation, result)
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    if failure is not None:
+        raise failure
+    return outputs
+
+
+def _write_group_outputs(
+    out: Path,
+    explainer: MeaningfulPerturbation,
+    train: MaskInputs,
+    validation: MaskInputs | None,
+    result: PerturbationResult,
+) -> GroupMaskOutputs:
+    """The mask (thresholded and raw), its figure, its tables and its settings."""
+    grid = train.data.grid
+    mask = result.masks[0, 0].numpy()
+    save_volume(out / "mask.nii.gz", mask, grid)
+    save_volume(out / "mask_raw.nii.gz", result.raw_masks[0, 0].numpy(), grid)
+    write_tsv(result.history, out / "history.tsv")
+    selection = train.selection.assign(used_for="training")
+    if validation is not None:
+        selection = pd.concat([selection, validation.selection.assign(used_for="validation")])
+    write_tsv(selection, out / "selection.tsv")
+    write_tsv(image_losses(explainer, train, result.raw_masks), out / "image_losses.tsv")
+    val_p = (
+        float(np.mean(explainer.probabilities(validation.images, AD, result.masks)))
+        if validation
+        else float("nan")
+    )
+    n_validation = len(validation.sessions) if validation else 0
+    summary = {
+        **result.settings(),
+        "n_images": len(train.sessions),
+        "n_validation": n_validation,
+        "validation_mean_p_ad_masked": val_p,
+        "grid": grid.to_dict(),
+    }
+    write_tsv(top_rois(mask, load_aal2(grid), k=5), out / "top_rois.tsv")
+    title = f"Group mask: 1 - m ({len(train.sessions)} AD sessions)"
+    plot_mask(mask, grid, out / "mask.png", title=title)
+    with atomic_path(out / "result.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    return GroupMaskOutputs(out, mask, result.history, len(train.sessions), n_validation, val_p)
+
+
+def image_losses(
+    explainer: MeaningfulPerturbation,
+    inputs: MaskInputs,
+    mask: torch.Tensor,
+    config: MaskConfig | None = None,
+) -> pd.DataFrame:
+    """Each training image's contribution to the masking loss (its score f under the mask),
+    with the images that make the loss jump flagged: a robust z-score above 3.5 (median
+    and MAD over the images), the paper's second quality-check step.
+
+    ``config``: the mask settings (default: the explainer's)."""
+    config = config or explainer.config
+    scores, probabilities = [], []
+    for logits in batched_logits(
+        explainer.model, inputs.images, mask, mu=config.mu, device=explainer.device
+    ):
+        scores.append(class_score(logits, AD, config.score).cpu())
+        probabilities.append(torch.softmax(logits, dim=1)[:, AD].cpu())
+    score = torch.cat(scores).numpy()
+    median = float(np.median(score))
+    mad = float(np.median(np.abs(score - median))) * 1.4826
+    z = (score - median) / mad if mad > 0 else np.zeros_like(score)
+    return inputs.sessions[["participant_id", "session_id"]].assign(
+        loss_contribution=score,
+        p_ad_masked=torch.cat(probabilities).numpy(),
+        robust_z=z,
+        flagged=z > 3.5,
+    )
+
+
+@dataclass
+class SessionMaskOutputs:
+    out: Path
+    index: pd.DataFrame
+    skipped: int
+
+
+def session_mask_job(
+    model_dir: str | os.PathLike[str],
+    caps: str | os.PathLike[str],
+    tsv: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    config: MaskConfig | None = None,
+    *,
+    overwrite: bool = False,
+    device: str = "auto",
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> SessionMaskOutputs:
+    """One mask per correctly classified AD session of ``tsv``:
+    ``OUT/sub-<P>_ses-<S>_mask.nii.gz`` and ``OUT/index.tsv``. Sessions whose mask is
+    already written are skipped, so an interrupted job resumes."""
+    config = config or mask_preset("session")
+    out = Path(out)
+    trained = TrainedModel.open(model_dir, device)
+    _claim("session", model_dir, caps, tsv, out, config, overwrite)
+    inputs = trained.ad_sessions(caps, tsv, cache_dir=cache_dir, progress=progress)
+    explainer = _explainer(trained, inputs, config, progress)
+    names = [
+        f"{p}_{s}"
+        for p, s in zip(
+            inputs.sessions["participant_id"], inputs.sessions["session_id"], strict=True
+        )
+    ]
+    records_dir = out / "records"
+    records_dir.mkdir(exist_ok=True)
+    todo = [i for i, name in enumerate(names) if not (records_dir / f"{name}.json").is_file()]
+
+    def done(i_todo: int, raw: torch.Tensor, rec: dict[str, Any]) -> None:
+        i = todo[i_todo]
+        mask = threshold(raw, config.keep_above)
+        p_after = float(explainer.probabilities(inputs.images[i : i + 1], AD, mask[None])[0])
+        save_volume(out / f"{names[i]}_mask.nii.gz", mask[0].numpy(), inputs.data.grid)
+        row = {
+            "participant_id": inputs.sessions["participant_id"][i],
+            "session_id": inputs.sessions["session_id"][i],
+            **rec,
+            "p_ad_before": float(inputs.p_ad[i]),
+            "p_ad_after": p_after,
+            "mask_file": f"{names[i]}_mask.nii.gz",
+        }
+        with atomic_path(records_dir / f"{names[i]}.json") as tmp:
+            tmp.write_text(json.dumps(row))
+
+    if todo:
+        explainer.attribute(inputs.images[todo], AD, mode="session", on_mask_done=done)
+    rows = [json.loads((records_dir / f"{name}.json").read_text()) for name in names]
+    index = pd.DataFrame(rows)
+    write_tsv(index, out / "index.tsv")
+    write_tsv(inputs.selection, out / "selection.tsv")
+    return SessionMaskOutputs(out, index, len(names) - len(todo))

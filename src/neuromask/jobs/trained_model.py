@@ -1,0 +1,175 @@
+"""A trained model with what every job needs of it: the frozen CNN on its device, its
+record, the data it was trained on, and the AD sessions it classifies correctly.
+
+This is the one way the jobs (masks, compare, sanity) and the studies load a model and
+its validation AD images.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import ndimage
+
+from neuromask.data.dataset import GMDataset, load_gm_maps
+from neuromask.errors import NeuromaskError
+from neuromask.io.layout import SplitLayout
+from neuromask.io.participants import read_participants
+from neuromask.models.inference import class_probabilities
+from neuromask.train.model_folder import (  # noqa: F401  (training_data: old import path)
+    load_trained_model,
+    model_grid,
+    training_data,
+    training_paths,
+)
+from neuromask.train.tensors import image_tensor, normalize_images, resolve_device
+
+AD = 1
+
+
+class NoSessionToMaskError(NeuromaskError, ValueError):
+    """No AD session of the table is classified correctly by the CNN."""
+
+
+@dataclass
+class MaskInputs:
+    """The images of the correctly classified AD sessions, ready for the explainer."""
+
+    images: torch.Tensor
+    sessions: pd.DataFrame
+    selection: pd.DataFrame
+    data: GMDataset
+    #: P(AD) of each kept session before masking.
+    p_ad: np.ndarray
+
+
+def brain_mask_of(images: np.ndarray, threshold: float = 0.05) -> np.ndarray:
+    """Voxels where the mean image exceeds ``threshold``, dilated by one voxel."""
+    mean = np.asarray(images, dtype=np.float32).mean(axis=0)
+    return np.asarray(ndimage.binary_dilation(mean > threshold, iterations=1))
+
+
+def freeze(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` on ``device``, in eval mode, with no parameter requiring a gradient."""
+    model = model.to(device).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def load_ad_sessions(
+    model: torch.nn.Module,
+    record: dict[str, Any],
+    caps: str | os.PathLike[str],
+    tsv: str | os.PathLike[str],
+    explainer: object = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> MaskInputs:
+    """The AD sessions of ``tsv`` that the model classifies correctly (P(AD) >= 0.5).
+
+    ``model`` is scored where its parameters are. ``explainer`` is ignored (older
+    versions scored the sessions through one) and deprecated.
+    """
+    if explainer is not None:
+        warnings.warn(
+            "load_ad_sessions: the explainer argument is ignored and will be removed",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+    sessions = read_participants(tsv)
+    ad = sessions[sessions["diagnosis"] == "AD"].reset_index(drop=True)
+    if ad.empty:
+        raise NoSessionToMaskError(f"{tsv} holds no AD session to mask.")
+    data = load_gm_maps(
+        caps, ad, dartel_group=record.get("dartel_group"), cache_dir=cache_dir, progress=progress
+    )
+    grid = model_grid(record)
+    if grid is not None:
+        grid.require_match(data.grid, what=f"The data of {tsv}", reference="the model's grid")
+    images = image_tensor(
+        normalize_images(np.asarray(data.images), record["train"]["normalization"])
+    )
+    p_ad = class_probabilities(model, images, target=AD)
+    selection = ad[["participant_id", "session_id"]].assign(p_ad=p_ad, correct=p_ad >= 0.5)
+    keep = np.flatnonzero(p_ad >= 0.5)
+    if keep.size == 0:
+        raise NoSessionToMaskError(
+            f"None of the {len(ad)} AD sessions of {tsv} is classified as AD by the model "
+            "(P(AD) >= 0.5); there is nothing to mask."
+        )
+    return MaskInputs(
+        images[keep], ad.iloc[keep].reset_index(drop=True), selection, data, p_ad[keep]
+    )
+
+
+@dataclass
+class TrainedModel:
+    """A run folder's CNN (frozen, on its device) and its record (``config.json``)."""
+
+    folder: Path
+    model: torch.nn.Module
+    record: dict[str, Any]
+
+    @classmethod
+    def open(cls, model_dir: str | os.PathLike[str], device: str = "auto") -> TrainedModel:
+        model, record = load_trained_model(model_dir)
+        return cls(Path(model_dir), freeze(model, resolve_device(device)), record)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def training_paths(self) -> tuple[Path, Path, int]:
+        """The CAPS folder, split folder and split the model was trained on."""
+        return training_paths(self.record, self.folder)
+
+    def validation_tsv(self) -> Path | None:
+        """Its split's validation table, when the record names the split folder."""
+        if "split_dir" not in self.record or "split" not in self.record:
+            return None
+        return SplitLayout(self.record["split_dir"]).validation_tsv(self.record["split"])
+
+    def ad_sessions(
+        self,
+        caps: str | os.PathLike[str],
+        tsv: str | os.PathLike[str],
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        progress: bool = True,
+    ) -> MaskInputs:
+        """The AD sessions of ``tsv`` that this model classifies correctly."""
+        return load_ad_sessions(
+            self.model, self.record, caps, tsv, cache_dir=cache_dir, progress=progress
+        )
+
+    def validation_ad_sessions(
+        self, *, cache_dir: str | os.PathLike[str] | None = None, progress: bool = True
+    ) -> tuple[MaskInputs, Path]:
+        """The correctly classified AD sessions of its split's validation set, and that
+        table."""
+        caps, split_dir, split = self.training_paths()
+        tsv = SplitLayout(split_dir).validation_tsv(split)
+        return self.ad_sessions(caps, tsv, cache_dir=cache_dir, progress=progress), tsv
+
+
+def validation_ad_sessions(
+    model_dir: str | os.PathLike[str],
+    device: str = "auto",
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> tuple[torch.nn.Module, dict[str, Any], MaskInputs, Path]:
+    """A trained model (frozen, on ``device``), its record, the correctly classified AD
+    sessions of its split's validation set, and that validation TSV."""
+    trained = TrainedModel.open(model_dir, device)
+    inputs, tsv = trained.validation_ad_sessions(cache_dir=cache_dir, progress=progress)
+    return trained.model, trained.record, inputs, tsv

@@ -1,0 +1,185 @@
+"""A study folder as a workspace of jobs shared by every study run with the same settings.
+
+Trainings, masks and evaluations are jobs keyed by what they compute, so the ``group``
+study reuses the trainings of the ``cnn`` study, and a rerun reuses everything finished.
+A job is a spec (a JSON mapping) that any worker turns back into its work with
+:meth:`Workspace.resolve`: each job kind has one method that does it. Paths come from
+:class:`neuromask.io.layout.StudyLayout`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuromask.config import from_mapping, to_mapping
+from neuromask.explain import MaskConfig
+from neuromask.io.atlas import Atlas
+from neuromask.io.layout import SplitLayout, StudyLayout
+from neuromask.io.participants import read_participants, write_tsv
+from neuromask.studies.config import StudyConfig
+from neuromask.studies.engine import Job
+
+
+def settings_key(config: MaskConfig) -> str:
+    """A short, stable name for a set of mask settings."""
+    text = json.dumps(to_mapping(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass
+class Workspace:
+    out: Path
+    config: StudyConfig
+    progress: bool = True
+    device: str = "auto"
+    _models: dict[tuple[int, int], tuple[torch.nn.Module, torch.Tensor]] = field(
+        default_factory=dict, repr=False
+    )
+
+    @property
+    def layout(self) -> StudyLayout:
+        return StudyLayout(self.out)
+
+    # ------------------------------------------------------------------ data
+    @property
+    def caps(self) -> Path:
+        if self.config.data.synthetic:
+            return self.layout.cohort("adni").caps
+        return Path(self.config.data.caps)
+
+    @property
+    def split_dir(self) -> Path:
+        if self.config.data.synthetic:
+            return self.layout.split.root
+        return Path(self.config.data.split_dir)
+
+    @property
+    def independent(self) -> tuple[Path, Path] | None:
+        """The independent cohort's CAPS folder and sessions, when the study has one."""
+        d = self.config.data
+        if d.synthetic:
+            return self.layout.cohort("aibl").caps, self.layout.qc("aibl").passed
+        if d.independent_caps and d.independent_tsv:
+            return Path(d.independent_caps), Path(d.independent_tsv)
+        return None
+
+    @property
+    def cache(self) -> Path:
+        return self.layout.cache
+
+    def model_dir(self, split: int, run: int) -> Path:
+        return self.layout.model_dir(split, run)
+
+    def mask_dir(self, split: int, run: int, cohort: str, config: MaskConfig) -> Path:
+        return self.layout.mask_dir(split, run, cohort, settings_key(config))
+
+    def session_dir(self, config: MaskConfig | None = None) -> Path:
+        return self.layout.session_dir(settings_key(config or self.config.session_mask))
+
+    # ------------------------------------------------------------------ jobs
+    def data_job(self) -> Job:
+        return Job("data/synthesize", {"kind": "data"})
+
+    def train_job(self, split: int, run: int) -> Job:
+        return Job(f"train/split-{split}/run-{run}", {"kind": "train", "split": split, "run": run})
+
+    def evaluate_job(self, split: int, run: int, name: str) -> Job:
+        return Job(
+            f"evaluate/split-{split}/run-{run}/{name}",
+            {"kind": "evaluate", "split": split, "run": run, "name": name},
+        )
+
+    def group_mask_job(self, split: int, run: int, cohort: str, config: MaskConfig) -> Job:
+        return Job(
+            f"mask/split-{split}/run-{run}/{cohort}/{settings_key(config)}",
+            {
+                "kind": "group_mask",
+                "split": split,
+                "run": run,
+                "cohort": cohort,
+                "mask": to_mapping(config),
+            },
+        )
+
+    def session_job(self) -> Job:
+        config = self.config.session_mask
+        return Job(
+            f"sessions/split-0/run-0/{settings_key(config)}",
+            {"kind": "sessions", "mask": to_mapping(config)},
+        )
+
+    def resolve(self, spec: dict[str, Any]) -> Callable[[], object]:
+        """The work of a job, rebuilt from its spec (any worker can run any job)."""
+        from neuromask.studies import work
+
+        kinds: dict[str, Callable[[Workspace, dict[str, Any]], None]] = {
+            "data": work.synthesize,
+            "train": work.train,
+            "evaluate": work.evaluate,
+            "group_mask": work.group_mask,
+            "sessions": work.sessions,
+        }
+        if spec["kind"] not in kinds:
+            raise ValueError(f"unknown job kind {spec['kind']!r}")
+        return functools.partial(kinds[spec["kind"]], self, spec)
+
+    @staticmethod
+    def mask_config(spec: dict[str, Any]) -> MaskConfig:
+        return from_mapping(MaskConfig, spec["mask"], source="job spec")
+
+    def sessions_tsv(self) -> Path:
+        """AD sessions of split 0's training and validation subjects that have at least two
+        sessions (``session_subjects`` of them, 0 = all), for the session study."""
+        path = self.layout.sessions_tsv
+        table = read_participants(SplitLayout(self.split_dir).train_val_tsv)
+        ad = table[table["diagnosis"] == "AD"]
+        counts = ad.groupby("participant_id")["session_id"].count()
+        subjects = sorted(counts[counts >= 2].index)
+        n = self.config.study.session_subjects
+        if n:
+            subjects = subjects[:n]
+        chosen = ad[ad["participant_id"].isin(subjects)]
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_tsv(chosen, path)
+        return path
+
+    # ------------------------------------------------------------------ for the tables
+    def load_mask(self, path: Path) -> np.ndarray:
+        from neuromask.io.nifti import load_volume
+
+        return load_volume(path)[0]
+
+    @functools.cached_property
+    def _atlas(self) -> Atlas:
+        from neuromask.io.atlas import load_aal2
+        from neuromask.io.nifti import read_grid
+
+        first = next(self.layout.masks.rglob("mask.nii.gz"), None)
+        if first is None:
+            first = next(self.session_dir().glob("*_mask.nii.gz"))
+        return load_aal2(read_grid(first))
+
+    def atlas(self) -> Atlas:
+        """AAL2 on the masks' grid (resampled once per workspace)."""
+        return self._atlas
+
+    def model_and_images(self, split: int, run: int) -> tuple[torch.nn.Module, torch.Tensor]:
+        """A trained model and its validation AD images, loaded once per workspace."""
+        key = (split, run)
+        if key not in self._models:
+            from neuromask.jobs.compare import model_validation_images
+
+            self._models[key] = model_validation_images(
+                self.model_dir(split, run), self.device, self.cache, False
+            )
+        return self._models[key]
