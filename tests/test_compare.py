@@ -136,7 +136,7 @@ def test_compare_errors_name_the_problem(tiny_model, tmp_path, rng):
     code, output = run("compare", good, flipped, "--out", tmp_path / "o1")
     assert code == 1 and "las.nii.gz" in output and "affine" in output
     code, output = run("compare", good, good, "--models", tiny_model, "--out", tmp_path / "o2")
-    assert code == 1 and "one model folder per mask" in output
+    assert code == 2 and "one model folder per mask" in output  # a usage error
     bad = _write(tmp_path / "bad.nii.gz", np.full(grid.shape, 3.0), grid.affine)
     code, output = run("compare", good, bad, "--out", tmp_path / "o3")
     assert code == 1 and "bad.nii.gz is not a mask" in output

@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from neuromask.errors import MissingFileError, NeuromaskError
+from neuromask.errors import NeuromaskError, missing_file
 
 T = TypeVar("T")
 
@@ -26,7 +26,7 @@ class ConfigError(NeuromaskError, ValueError):
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise MissingFileError(f"Config file {path} does not exist.")
+        raise missing_file(path, "Config file")
     try:
         return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

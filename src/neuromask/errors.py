@@ -13,6 +13,11 @@ class NeuromaskError(Exception):
     """Base class of every error that the user can fix by changing the input."""
 
 
+class NeuromaskWarning(UserWarning):
+    """Input that is usable but probably not what the user meant; the command line
+    prints it on one line."""
+
+
 class TableError(NeuromaskError, ValueError):
     """A TSV file is malformed: missing columns, bad values, duplicate rows."""
 
@@ -35,3 +40,17 @@ class OutputExistsError(NeuromaskError, FileExistsError):
 
 class ParameterError(NeuromaskError, ValueError):
     """A parameter has a value outside its valid range."""
+
+
+def missing_file(path: object, what: str) -> MissingFileError:
+    """The error for a file that is not there: absent, or a folder where a file is
+    expected.
+
+    >>> str(missing_file("/", "Image"))
+    'Image / is a folder, not a file.'
+    """
+    from pathlib import Path
+
+    if Path(str(path)).is_dir():
+        return MissingFileError(f"{what} {path} is a folder, not a file.")
+    return MissingFileError(f"{what} {path} does not exist.")

@@ -67,6 +67,11 @@ def compare(
     """
     from neuromask.jobs.compare import compare_files
 
+    if model_dirs and len(model_dirs) != len(masks):
+        raise click.UsageError(
+            f"--models needs one model folder per mask: got {len(model_dirs)} for "
+            f"{len(masks)} masks"
+        )
     result = compare_files(
         [str(m) for m in masks],
         out,

@@ -7,11 +7,12 @@ from pathlib import Path
 import click
 
 from neuromask.cli.display import console, print_table
-from neuromask.cli.options import overwrite_option, quiet_option
+from neuromask.cli.options import build_settings, option_names, overwrite_option, quiet_option
 from neuromask.data.cohorts import COHORTS
 from neuromask.data.qc import QCThresholds, qc_summary
 from neuromask.data.split import SplitConfig, make_splits, write_splits
 from neuromask.data.synthetic import SynthConfig, generate_cohort
+from neuromask.errors import ParameterError
 from neuromask.io.participants import read_participants
 from neuromask.jobs.qc import quality_check_folder
 
@@ -97,7 +98,8 @@ def synth(
     OUT receives caps/ (t1-volume GM maps), participants.tsv and ground_truth/
     (atrophy map, atrophied ROIs, per-session severity and injected QC failures, settings).
     """
-    config = SynthConfig(
+    config = build_settings(
+        SynthConfig,
         voxel_size=voxel_size,
         subjects_per_class=subjects_per_class,
         sessions=sessions,
@@ -107,7 +109,10 @@ def synth(
         qc_failures=qc_failures,
         seed=seed,
     )
-    result = generate_cohort(config, out, overwrite=overwrite, progress=not quiet)
+    try:
+        result = generate_cohort(config, out, overwrite=overwrite, progress=not quiet)
+    except ParameterError as exc:  # the ROI names are checked against the atlas there
+        raise ParameterError(option_names(str(exc), ["atrophy_rois"])) from None
     console.print(
         f"Wrote {result.n_sessions} sessions of {result.n_subjects} subjects "
         f"({cohort.upper()}-like, {config.grid}) to [bold]{out}[/bold]\n"
@@ -212,7 +217,8 @@ def split(
     OUT/split-<k>/validation.tsv, OUT/summary.tsv and OUT/split.json.
     """
     sessions = read_participants(tsv)
-    config = SplitConfig(
+    config = build_settings(
+        SplitConfig,
         test_subjects_per_class=test_subjects_per_class,
         folds=folds,
         seed=seed,

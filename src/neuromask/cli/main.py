@@ -7,19 +7,52 @@ no traceback, and exit with status 1. Usage errors exit with status 2 (click's r
 from __future__ import annotations
 
 import sys
+import warnings
+from typing import TextIO
 
 import click
 
 from neuromask import __version__
-from neuromask.errors import NeuromaskError
+from neuromask.errors import NeuromaskError, NeuromaskWarning
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an error of the operating system, naming the file."""
+    reason = exc.strerror or type(exc).__name__
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{reason}: {' -> '.join(names)}" if names else reason
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """neuromask's own warnings on one line; others as Python shows them."""
+    if issubclass(category, NeuromaskWarning):
+        click.secho(f"Warning: {message}", fg="yellow", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+_python_showwarning = warnings.showwarning
 
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("default", NeuromaskWarning)
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except NeuromaskError as exc:
             click.secho(f"Error: {exc}", fg="red", err=True)
+            sys.exit(1)
+        except OSError as exc:  # a read-only or full disk, a missing permission, ...
+            click.secho(f"Error: {os_error_message(exc)}", fg="red", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.secho("Interrupted.", fg="yellow", err=True)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from neuromask.train.config import DEVICES
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+T = TypeVar("T")
 
 
 def device_option(help: str = "Where to run.") -> Decorator:
@@ -38,3 +40,26 @@ def cache_dir_option(
 
 def top_option(help: str = "ROIs compared with the truth.", default: int = 5) -> Decorator:
     return click.option("-k", "--top", "k", type=int, default=default, help=help)
+
+
+def build_settings(cls: Callable[..., T], **values: Any) -> T:
+    """``cls(**values)``, its errors speaking of the command's options rather than the
+    dataclass's fields (``--voxel-size`` rather than ``SynthConfig: voxel_size``)."""
+    from neuromask.errors import ParameterError
+
+    try:
+        return cls(**values)
+    except ParameterError as exc:
+        message = str(exc).removeprefix(f"{getattr(cls, '__name__', '')}: ")
+        raise ParameterError(option_names(message, values)) from None
+
+
+def option_names(message: str, fields: Iterable[str]) -> str:
+    """``message`` with the first mention of each field written as its option.
+
+    >>> option_names("atrophy_rois: 'random:K' needs an integer K", ["atrophy_rois"])
+    "--atrophy-rois: 'random:K' needs an integer K"
+    """
+    for field in sorted(fields, key=len, reverse=True):
+        message = re.sub(rf"(?<![-\w]){field}\b", "--" + field.replace("_", "-"), message, count=1)
+    return message

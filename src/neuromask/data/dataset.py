@@ -2,8 +2,8 @@
 
 The images are read once, checked (same grid for all, finite values), and stacked into
 one ``(N, X, Y, Z)`` array. With a cache folder, the stack is also written as a ``.npy``
-file keyed by the files' paths, sizes and modification times; the next load with the
-same files maps that file into memory and starts at once.
+file keyed by the files' paths and a hash of their whole content; the next load with
+the same files maps that file into memory and starts at once.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 import neuromask
-from neuromask.errors import ParameterError
+from neuromask.data.qc import outside_unit_range
+from neuromask.errors import NeuromaskWarning, ParameterError
 from neuromask.io.atomic import atomic_path
 from neuromask.io.caps import gm_map_path
 from neuromask.io.grid import Grid
@@ -26,7 +28,7 @@ from neuromask.io.nifti import load_volume, read_grid
 from neuromask.progress import track
 
 DTYPES = {"float32": np.float32, "float16": np.float16}
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: keyed on the files' content (1: on sizes and time stamps)
 
 
 @dataclass
@@ -93,6 +95,13 @@ def load_gm_maps(
     def fill(target: np.ndarray) -> None:
         for i in track(range(len(paths)), "Loading GM maps", enabled=progress):
             data, _ = load_volume(paths[i], grid, reference=f"the first image ({paths[0]})")
+            if dartel_group is None and (reason := outside_unit_range(data)):
+                warnings.warn(
+                    f"{paths[i]} is not a GM probability map: its {reason} "
+                    "(`neuromask qc` rejects it)",
+                    NeuromaskWarning,
+                    stacklevel=3,
+                )
             target[i] = data
 
     if cache_file is None:
@@ -120,11 +129,22 @@ def load_gm_maps(
 
 
 def _cache_key(paths: list[Path], dtype: str) -> str:
+    """The cache's name: a hash of every file's path and of its whole content, so that a
+    file replaced by another of the same size and time stamp (``cp -p``, ``rsync -a``)
+    is read again. Hashing costs a fraction of reading the NIfTI files
+    (``benchmarks/bench_loading.py``)."""
     digest = hashlib.sha256(f"{_CACHE_FORMAT}|{dtype}".encode())
     for path in paths:
-        stat = path.stat() if path.exists() else None
-        entry = (
-            f"{path.resolve()}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n"
-        )
-        digest.update(entry.encode())
+        digest.update(f"{path.resolve()}|".encode())
+        digest.update(file_digest(path))
     return digest.hexdigest()[:32]
+
+
+def file_digest(path: Path) -> bytes:
+    """BLAKE2b of a file's bytes (empty for a file that is not there: the load that
+    follows names it)."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "blake2b").digest()
+    except OSError:
+        return b""

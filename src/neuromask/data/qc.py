@@ -4,6 +4,11 @@ Step 1 (the paper's): a map whose maximum is below 0.95 is rejected; a well segm
 map always has voxels of near-certain gray matter.
 Step 2 (ClinicaDL's): the fraction of non-zero voxels must lie in [0.15, 0.50]; a larger
 fraction means non-brain tissue was segmented as GM, a smaller one a truncated map.
+Before both: a probability map's values lie in [0, 1]; a map outside that range (beyond
+``RANGE_TOLERANCE``: int16 data scaled by 1000, a map multiplied by a factor) is
+rejected, since every score computed from it would be meaningless. Modulated maps
+(DARTEL, ``modulated-on``) are scaled by the deformation's Jacobian and may exceed 1;
+the range rule does not apply to them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,17 @@ from neuromask.io.caps import gm_map_path
 from neuromask.io.grid import Grid
 from neuromask.io.nifti import load_volume
 from neuromask.progress import track
+
+#: How far outside [0, 1] a GM probability may lie (rounding of stored data).
+RANGE_TOLERANCE = 1e-3
+
+
+def outside_unit_range(gm: np.ndarray) -> str:
+    """Why ``gm`` is not a probability map (its values leave [0, 1]), or ""."""
+    low, high = float(np.min(gm)), float(np.max(gm))
+    if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+        return f"values span [{low:.3g}, {high:.3g}], outside the probabilities' [0, 1]"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -45,14 +61,21 @@ class QCThresholds:
 def qc_metrics(gm: np.ndarray) -> dict[str, float]:
     """The metrics of one GM map: its maximum and its fraction of non-zero voxels."""
     return {
+        "min_gm": float(gm.min()),
         "max_gm": float(gm.max()),
         "nonzero_fraction": float(np.count_nonzero(gm) / gm.size),
     }
 
 
-def qc_decision(metrics: dict[str, float], thresholds: QCThresholds) -> tuple[bool, str]:
-    """Whether a map passes, and why not (empty when it passes)."""
+def qc_decision(
+    metrics: dict[str, float], thresholds: QCThresholds, *, probability: bool = True
+) -> tuple[bool, str]:
+    """Whether a map passes, and why not (empty when it passes). ``probability``: the map
+    is an unmodulated probability map, whose values must lie in [0, 1]."""
     reasons = []
+    low, high = metrics.get("min_gm", 0.0), metrics["max_gm"]
+    if probability and (low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE):
+        reasons.append(f"values span [{low:.3g}, {high:.3g}], outside [0, 1]")
     if metrics["max_gm"] < thresholds.min_max_gm:
         reasons.append(f"max_gm {metrics['max_gm']:.3f} < {thresholds.min_max_gm:g}")
     nz = metrics["nonzero_fraction"]
@@ -87,7 +110,7 @@ def run_qc(
         if grid is None:
             grid, first = image_grid, str(path)
         metrics = qc_metrics(gm)
-        passed, reason = qc_decision(metrics, thresholds)
+        passed, reason = qc_decision(metrics, thresholds, probability=dartel_group is None)
         records.append({**metrics, "qc_pass": passed, "qc_reason": reason, "gm_path": str(path)})
     return pd.concat([sessions.reset_index(drop=True), pd.DataFrame(records)], axis=1)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,9 +25,10 @@ from scipy import stats
 from sklearn.model_selection import StratifiedKFold
 
 import neuromask
-from neuromask.errors import ParameterError
+from neuromask.errors import NeuromaskWarning, ParameterError, TableError
 from neuromask.io.atomic import atomic_path, staged_output_dir
-from neuromask.io.participants import DIAGNOSES, baseline_sessions, write_tsv
+from neuromask.io.layout import SPLIT_RECORD, SplitLayout
+from neuromask.io.participants import DIAGNOSES, baseline_sessions, inconsistent_subjects, write_tsv
 
 
 @dataclass(frozen=True)
@@ -100,10 +102,33 @@ def age_sex_pvalues(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float]:
     return (p_age if np.isfinite(p_age) else 1.0), p_sex
 
 
+def stable_subjects(sessions: pd.DataFrame) -> pd.DataFrame:
+    """The sessions of stable CN and stable AD subjects, as the paper selects them:
+    subjects whose diagnosis changes across sessions are left out (with a warning);
+    subjects whose sex changes are an error, since they cannot be matched."""
+    conflicting = inconsistent_subjects(sessions, "sex")
+    if conflicting:
+        raise TableError(
+            f"The sex of {', '.join(conflicting[:5])} changes across sessions; correct the "
+            "participants TSV (age and sex matching needs one sex per subject)."
+        )
+    unstable = inconsistent_subjects(sessions, "diagnosis")
+    if unstable:
+        warnings.warn(
+            f"Left out {len(unstable)} subject(s) whose diagnosis changes across sessions "
+            f"({', '.join(unstable[:5])}{', ...' if len(unstable) > 5 else ''}): the split "
+            "keeps stable CN and stable AD subjects only.",
+            NeuromaskWarning,
+            stacklevel=3,
+        )
+        sessions = sessions[~sessions["participant_id"].isin(unstable)].reset_index(drop=True)
+    return sessions
+
+
 def make_splits(sessions: pd.DataFrame, config: SplitConfig | None = None) -> SplitResult:
     """Split a validated participants table (columns diagnosis, age, sex needed)."""
     config = config or SplitConfig()
-    sessions = sessions.reset_index(drop=True)
+    sessions = stable_subjects(sessions.reset_index(drop=True))
     baseline = baseline_sessions(sessions)
     rng = np.random.default_rng(config.seed)
     n = config.test_subjects_per_class
@@ -165,19 +190,21 @@ def write_splits(
 ) -> Path:
     """Write ``test.tsv``, ``train_val.tsv``, ``split-<k>/{train,validation}.tsv``,
     ``summary.tsv`` and ``split.json`` (settings, seed, p-values) into ``out``."""
-    with staged_output_dir(out, overwrite=overwrite) as stage:
-        write_tsv(result.test, stage / "test.tsv")
-        write_tsv(result.train_val, stage / "train_val.tsv")
+    inputs = [source] if source else []
+    with staged_output_dir(out, overwrite, marker=SPLIT_RECORD, inputs=inputs) as stage:
+        layout = SplitLayout(stage)
+        write_tsv(result.test, layout.test_tsv)
+        write_tsv(result.train_val, layout.train_val_tsv)
         for k, (train, validation) in enumerate(result.folds):
-            write_tsv(train, stage / f"split-{k}" / "train.tsv")
-            write_tsv(validation, stage / f"split-{k}" / "validation.tsv")
-        write_tsv(result.summary(), stage / "summary.tsv")
+            write_tsv(train, layout.train_tsv(k))
+            write_tsv(validation, layout.validation_tsv(k))
+        write_tsv(result.summary(), layout.summary_tsv)
         record = {
             "neuromask_version": neuromask.__version__,
             "source": source,
             "config": asdict(result.config),
             "matching": result.matching,
         }
-        with atomic_path(stage / "split.json") as tmp:
+        with atomic_path(layout.record) as tmp:
             tmp.write_text(json.dumps(record, indent=2))
     return Path(out)

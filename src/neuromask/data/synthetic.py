@@ -47,7 +47,7 @@ from neuromask.io.atlas import AD_ROIS, Atlas, load_aal2, roi_stem
 from neuromask.io.atomic import atomic_path, staged_output_dir
 from neuromask.io.caps import gm_map_path
 from neuromask.io.grid import Grid, clinica_grid
-from neuromask.io.layout import CohortLayout, TruthLayout
+from neuromask.io.layout import SYNTH_RECORD, CohortLayout, TruthLayout
 from neuromask.io.nifti import save_volume
 from neuromask.io.participants import write_tsv
 from neuromask.io.template import gm_template
@@ -262,7 +262,7 @@ def generate_cohort(
     failure_of = _failures(config, len(sessions))
 
     rows, truth_rows = [], []
-    with staged_output_dir(out, overwrite=overwrite) as stage:
+    with staged_output_dir(out, overwrite, marker=SYNTH_RECORD) as stage:
         caps = CohortLayout(stage).caps
         fields: dict[str, np.ndarray] = {}
         for j in track(

@@ -19,7 +19,7 @@ from neuromask.explain.adam import SlotAdam
 from neuromask.explain.early_stopping import EarlyStopping
 from neuromask.explain.objective import class_score, regularisers
 from neuromask.explain.perturbation import MaskLossNaNError, PerturbationResult, threshold
-from neuromask.io.atomic import atomic_path
+from neuromask.io.checkpoint import load_checkpoint, save_checkpoint, unreadable
 from neuromask.models.inference import batched_logits
 from neuromask.progress import Bar
 
@@ -48,6 +48,7 @@ class GroupState:
     start_epoch: int = 0
 
     def save(self, path: Path, n_images: int) -> None:
+        """Write the state (atomically) after an epoch."""
         state = {
             "shape": list(self.mask.shape),
             "n_images": n_images,
@@ -58,21 +59,23 @@ class GroupState:
             "history": self.history,
             "best": self.stopping.state_dict(),
         }
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        save_checkpoint(state, path)
 
     def load(self, path: Path, n_images: int) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state["shape"] != list(self.mask.shape) or state["n_images"] != n_images:
+        state = load_checkpoint(path)
+        if state.get("shape") != list(self.mask.shape) or state.get("n_images") != n_images:
             raise ParameterError(
                 f"Checkpoint {path} belongs to another mask job; remove it to start over."
             )
-        self.mask.copy_(state["mask"])
-        self.adam.load_state_dict(state["adam"])
-        self.best_mask.copy_(state["best_mask"])
-        self.history = list(state["history"])
-        self.stopping.load_state_dict(state["best"])
-        self.start_epoch = int(state["epoch"]) + 1
+        try:
+            self.mask.copy_(state["mask"])
+            self.adam.load_state_dict(state["adam"])
+            self.best_mask.copy_(state["best_mask"])
+            self.history = list(state["history"])
+            self.stopping.load_state_dict(state["best"])
+            self.start_epoch = int(state["epoch"]) + 1
+        except (KeyError, TypeError, ValueError, RuntimeError):
+            raise unreadable(path, "lacks part of a group mask's state") from None
 
 
 def evaluate_group_mask(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
+import numpy as np
 
 from neuromask.figures.plotting import plt, save_figure
 
@@ -33,10 +35,16 @@ def plot_qc_examples(
         title = f"{status}: {name}"
         if status == "rejected" and rejected_reason:
             title += f" ({rejected_reason})"
+        img = cast(nib.Nifti1Image, nib.load(path))
+        if min(img.shape[:3]) < 2:  # nothing to cut through
+            ax.set_axis_off()
+            ax.set_title(title)
+            ax.text(0.5, 0.5, f"{img.shape[:3]} voxels: too small to draw", ha="center")
+            continue
         plotting.plot_img(
-            nib.load(path),
+            img,
             display_mode="ortho",
-            cut_coords=CUT_COORDS,
+            cut_coords=CUT_COORDS if _covers(img, CUT_COORDS) else None,
             axes=ax,
             cmap="gray",
             vmin=0.0,
@@ -46,3 +54,11 @@ def plot_qc_examples(
             black_bg=True,
         )
     return save_figure(fig, out)
+
+
+def _covers(img: nib.Nifti1Image, point: tuple[float, float, float]) -> bool:
+    """Whether the image's field of view holds ``point`` (mm); a map on another grid is
+    cut through its own centre instead."""
+    inverse = np.linalg.inv(img.affine)
+    voxel = inverse @ np.array([*point, 1.0])
+    return bool(np.all(voxel[:3] >= 0) and np.all(voxel[:3] <= np.array(img.shape[:3]) - 1))

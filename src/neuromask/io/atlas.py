@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from neuromask.errors import MissingFileError, ParameterError, TableError
+from neuromask.errors import MissingFileError, ParameterError, TableError, missing_file
 from neuromask.io.grid import Grid
 from neuromask.io.nifti import load_volume
 from neuromask.io.resample import resample_to_grid
@@ -136,7 +136,7 @@ def load_atlas(nifti: str | os.PathLike[str], tsv: str | os.PathLike[str], grid:
     nifti, tsv = Path(nifti), Path(tsv)
     load_volume(nifti)  # same checks as any image: exists, readable, 3D, finite
     if not tsv.is_file():
-        raise MissingFileError(f"Atlas table {tsv} does not exist.")
+        raise missing_file(tsv, "Atlas table")
     table = pd.read_csv(tsv, sep="\t")
     missing = [c for c in ("roi_value", "roi_name") if c not in table.columns]
     if missing:

@@ -10,7 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from neuromask.errors import OutputExistsError
@@ -63,29 +63,58 @@ def check_output_dir(
 ) -> Path:
     """Refuse an output folder that already holds something, unless ``overwrite``."""
     out = Path(out)
+    refuse_file_in_the_way(out)
     if out.exists() and not overwrite and not is_empty_dir(out):
         raise OutputExistsError(
             f"Output folder {out} already exists and is not empty. "
             f"Choose another folder, or pass {option} to replace it."
         )
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"Output path {out} exists and is not a folder.")
     return out
+
+
+def refuse_file_in_the_way(out: Path) -> None:
+    """Refuse an output folder that is a file, or would lie under one."""
+    for path in (out, *out.parents):
+        if path.exists() and not path.is_dir():
+            where = "is a file" if path == out else f"lies under {path}, which is a file"
+            raise OutputExistsError(f"Output folder {out} {where}, not a folder.")
+        if path.exists():
+            return
+
+
+def make_public(folder: Path) -> None:
+    """Give a folder made by ``mkdtemp`` (mode 0700) the usual permissions (umask)."""
+    os.chmod(folder, 0o777 & ~_umask())
 
 
 @contextlib.contextmanager
 def staged_output_dir(
-    out: str | os.PathLike[str], overwrite: bool = False, option: str = "--overwrite"
+    out: str | os.PathLike[str],
+    overwrite: bool = False,
+    option: str = "--overwrite",
+    *,
+    marker: str | None = None,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
 ) -> Iterator[Path]:
     """Build an output folder under a temporary name and move it to ``out`` when complete.
 
     ``out`` must be absent or empty unless ``overwrite`` is true, in which case the old
-    folder is replaced only once the new one is complete. On any error the temporary
-    folder is removed and ``out`` is left as it was.
+    folder is replaced only once the new one is complete, and only if it holds
+    ``marker`` (the record this command writes into its output: the folder is one it
+    wrote). ``out`` may never be, or hold, one of ``inputs``, nor be replaced when it lies
+    inside one. On any error the temporary folder is removed and ``out`` is left as it
+    was.
     """
+    from neuromask.io.claim import check_not_an_input, refuse_unmarked
+
     final = check_output_dir(out, overwrite, option)
+    replacing = final.is_dir() and not is_empty_dir(final)
+    check_not_an_input(final, inputs, removing=replacing)
+    if replacing:
+        refuse_unmarked(final, marker)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    make_public(staging)
     try:
         yield staging
     except BaseException:

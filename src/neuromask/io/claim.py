@@ -3,20 +3,24 @@
 A job marks its output folder with a file (``mask_job.json``, ``sanity_job.json``,
 ``study.toml``, a run's ``config.json``) that describes what it computes. Rerunning the
 same job finds its own marker and resumes; a different job is refused, or, with
-``overwrite``, the folder's contents are removed first. Every command that writes a
-folder it may later resume goes through :func:`claim_output_dir`.
+``overwrite``, the folder's contents are removed first, and only if the folder holds
+that command's marker and lies inside none of the command's inputs. No output folder may
+be, or hold, an input. Every command that writes a folder it may later resume goes
+through :func:`claim_output_dir`; commands that write a folder in one go use
+:func:`neuromask.io.atomic.staged_output_dir`, under the same rules.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from neuromask.errors import NeuromaskError, OutputExistsError
-from neuromask.io.atomic import atomic_path, is_empty_dir
+from neuromask.io.atomic import atomic_path, is_empty_dir, refuse_file_in_the_way
 
 
 def same_json(job: Any) -> Callable[[Path], bool]:
@@ -39,6 +43,47 @@ def _other_results(out: Path) -> NeuromaskError:
     )
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_not_an_input(
+    out: Path, inputs: Iterable[str | os.PathLike[str] | None], *, removing: bool = False
+) -> None:
+    """Refuse an output folder that is one of the command's inputs or holds one; when
+    its contents would be removed (``removing``), refuse one that lies inside an input
+    too."""
+    target = out.resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if _inside(source, target):
+            what = "is" if source == target else "holds"
+            raise OutputExistsError(
+                f"Output folder {out} {what} the input {given}; neuromask never writes over "
+                "its inputs. Choose another output folder."
+            )
+        if removing and source.is_dir() and _inside(target, source):
+            raise OutputExistsError(
+                f"Output folder {out} lies inside the input {given}; neuromask never removes "
+                "anything inside its inputs. Choose another output folder."
+            )
+
+
+def refuse_unmarked(out: Path, marker: str | None) -> None:
+    """Refuse to remove the contents of ``out`` unless it holds ``marker``: the record
+    that the same command writes into its output, so that --overwrite only ever replaces
+    what neuromask itself wrote there."""
+    if marker is None or not (out / marker).is_file():
+        expected = f" (it would hold {marker})" if marker else ""
+        raise OutputExistsError(
+            f"Output folder {out} is not an output of this command{expected}; --overwrite "
+            "only replaces a folder that neuromask wrote. Remove it yourself, or choose "
+            "another folder."
+        )
+
+
 def empty_folder(out: Path) -> None:
     """Remove everything inside ``out`` (the folder itself stays)."""
     for child in out.iterdir():
@@ -58,6 +103,7 @@ def claim_output_dir(
     restart: bool = False,
     allow_unmarked: bool = False,
     mismatch: Callable[[Path], NeuromaskError] | None = None,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
 ) -> bool:
     """Claim ``out`` for a job described by ``content``, written to ``out/marker``.
 
@@ -66,29 +112,52 @@ def claim_output_dir(
     - Another job's marker: ``mismatch(out)`` is raised (default: "already holds other
       results"), unless ``overwrite``, which empties the folder.
     - No marker but other files: refused the same way, unless ``allow_unmarked`` (the
-      folder is shared with other outputs, as a training folder is with its runs) or
-      ``overwrite``.
+      folder is shared with other outputs, as a training folder is with its runs);
+      ``overwrite`` never empties a folder without the marker.
+    - ``out`` may never be, or hold, one of ``inputs``; a folder inside an input is
+      never emptied.
 
     The marker is written (atomically) whenever the job does not resume.
     """
+    refuse_file_in_the_way(out)
     path = out / marker
     busy = out.is_dir() and not is_empty_dir(out)
+    check_not_an_input(out, inputs)
     if path.is_file() and same(path):
         if not restart:
             return True
-        empty_folder(out)
+        _empty_own_folder(out, marker, inputs)
     elif busy and not (allow_unmarked and not path.exists()):
         if not overwrite:
             raise (mismatch or _other_results)(out)
-        empty_folder(out)
+        _empty_own_folder(out, marker, inputs)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(content)
     return False
 
 
-def claim_job_dir(out: Path, job: dict, overwrite: bool, record: str = "job.json") -> None:
+def _empty_own_folder(
+    out: Path, marker: str, inputs: Iterable[str | os.PathLike[str] | None]
+) -> None:
+    check_not_an_input(out, inputs, removing=True)
+    refuse_unmarked(out, marker)
+    empty_folder(out)
+
+
+def claim_job_dir(
+    out: Path,
+    job: dict[str, Any],
+    overwrite: bool,
+    record: str = "job.json",
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+) -> None:
     """Claim ``out`` for a job described by the JSON mapping ``job`` in ``out/record``."""
     claim_output_dir(
-        out, record, json.dumps(job, indent=2), same=same_json(job), overwrite=overwrite
+        out,
+        record,
+        json.dumps(job, indent=2),
+        same=same_json(job),
+        overwrite=overwrite,
+        inputs=inputs,
     )

@@ -27,6 +27,12 @@ from pathlib import Path
 
 #: Run folders below a training output folder.
 RUN_GLOB = "split-*/run-*"
+#: The record each command writes into its output folder; ``--overwrite`` replaces a
+#: folder only if it holds the record of the same command.
+SPLIT_RECORD = "split.json"
+QC_RECORD = "qc.json"
+SYNTH_RECORD = "ground_truth/synth.json"
+EVALUATION_RECORD = "metrics.json"
 _SPLIT = re.compile(r"split-(\d+)")
 _RUN = re.compile(r"run-(\d+)")
 
@@ -77,7 +83,7 @@ class SplitLayout:
 
     @property
     def record(self) -> Path:
-        return self.root / "split.json"
+        return self.root / SPLIT_RECORD
 
     def fold_dir(self, split: int) -> Path:
         return self.root / split_name(split)
@@ -122,7 +128,7 @@ class TruthLayout:
 
     @property
     def record(self) -> Path:
-        return self.root / "synth.json"
+        return self.root / Path(SYNTH_RECORD).name
 
     def exists(self) -> bool:
         return self.atrophy_rois.is_file()
@@ -167,7 +173,7 @@ class QCLayout:
 
     @property
     def record(self) -> Path:
-        return self.root / "qc.json"
+        return self.root / QC_RECORD
 
 
 #: The cohorts of a synthetic study: the ADNI-like one (trained on) and the AIBL-like
@@ -265,3 +271,37 @@ class StudyLayout:
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+
+# ---------------------------------------------------------------------- recorded paths
+def study_root_of(folder: Path) -> Path | None:
+    """The study folder (the nearest one holding ``study.toml``) that ``folder`` lies in."""
+    for candidate in (folder, *folder.parents):
+        if (candidate / "study.toml").is_file():
+            return candidate
+    return None
+
+
+def record_path(path: str | os.PathLike[str], record_dir: str | os.PathLike[str]) -> str:
+    """How a record written in ``record_dir`` names ``path``.
+
+    The rule, for every record neuromask writes: a path inside the same study folder as
+    the record is stored relative to the record's folder, so that a study folder moved
+    as a whole still works; any other path is stored absolute, so that the record means
+    the same thing from any working folder. :func:`recorded_path` reads it back.
+    """
+    target = Path(path).resolve()
+    home = Path(record_dir).resolve()
+    root = study_root_of(home)
+    if root is not None and (target == root or root in target.parents):
+        return os.path.relpath(target, home)
+    return str(target)
+
+
+def recorded_path(value: str, record_dir: str | os.PathLike[str]) -> Path:
+    """A path named by a record in ``record_dir`` (see :func:`record_path`). Records of
+    older versions named relative paths from the working folder; those are read from the
+    record's folder too, which is right whenever the study or model folder was written
+    in place."""
+    path = Path(value)
+    return path if path.is_absolute() else (Path(record_dir) / path).resolve()

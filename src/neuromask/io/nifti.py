@@ -10,7 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from neuromask.errors import ImageError, MissingFileError
+from neuromask.errors import ImageError, missing_file
 from neuromask.io.atomic import atomic_path
 from neuromask.io.grid import Grid
 
@@ -72,7 +72,7 @@ def save_volume(path: str | os.PathLike[str], data: np.ndarray, grid: Grid) -> P
 
 def _open(path: Path) -> nib.Nifti1Image:
     if not path.is_file():
-        raise MissingFileError(f"Image {path} does not exist.")
+        raise missing_file(path, "Image")
     try:
         img = nib.load(path)
     except _READ_ERRORS as exc:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from neuromask.errors import MissingFileError, TableError
+from neuromask.errors import NeuromaskWarning, TableError, missing_file
 from neuromask.io.atomic import atomic_path
 
 ID_COLUMNS = ("participant_id", "session_id")
@@ -37,7 +38,7 @@ def read_participants(
     """
     path = Path(path)
     if not path.is_file():
-        raise MissingFileError(f"TSV file {path} does not exist.")
+        raise missing_file(path, "TSV file")
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -116,7 +117,43 @@ def validate_participants(
                 "non-negative number."
             )
         df["age"] = ages.astype(float)
+    _warn_inconsistent(df, source)
     return df.reset_index(drop=True)
+
+
+def inconsistent_subjects(df: pd.DataFrame, column: str) -> list[str]:
+    """Participants whose sessions disagree on ``column`` (sex, diagnosis), in order."""
+    if column not in df.columns:
+        return []
+    counts = df.groupby("participant_id", sort=False)[column].nunique()
+    return [str(p) for p in counts[counts > 1].index]
+
+
+def _history(df: pd.DataFrame, participant: str, column: str) -> str:
+    rows = df[df["participant_id"] == participant]
+    ordered = rows.assign(_o=rows["session_id"].map(session_order)).sort_values("_o")
+    return " -> ".join(ordered[column].astype(str))
+
+
+def _warn_inconsistent(df: pd.DataFrame, source: str) -> None:
+    """Warn about subjects whose sessions contradict each other."""
+    for column, what in (("sex", "sex"), ("diagnosis", "diagnosis")):
+        subjects = inconsistent_subjects(df, column)
+        if not subjects:
+            continue
+        shown = "; ".join(f"{p} ({_history(df, p, column)})" for p in subjects[:3])
+        more = f" and {len(subjects) - 3} more" if len(subjects) > 3 else ""
+        consequence = (
+            "its sessions contradict each other"
+            if column == "sex"
+            else "not a stable CN or stable AD subject, which `neuromask split` leaves out"
+        )
+        warnings.warn(
+            f"TSV file {source}: the {what} changes across sessions for {shown}{more}: "
+            f"{consequence}.",
+            NeuromaskWarning,
+            stacklevel=4,
+        )
 
 
 def write_tsv(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

@@ -26,6 +26,7 @@ import torch
 from neuromask.errors import ParameterError
 from neuromask.io.atlas import Atlas, load_aal2, load_atlas
 from neuromask.io.atomic import atomic_path
+from neuromask.io.claim import check_not_an_input
 from neuromask.io.grid import Grid
 from neuromask.io.nifti import load_volume
 from neuromask.io.participants import write_tsv
@@ -129,6 +130,7 @@ def compare_files(
         )
     if (atlas_nifti is None) != (atlas_tsv is None):
         raise ParameterError("--atlas and --atlas-tsv go together")
+    check_not_an_input(Path(out), [*mask_paths, *(model_dirs or [])])
     masks, grid = read_masks(mask_paths)
     atlas = (
         load_atlas(atlas_nifti, atlas_tsv, grid) if atlas_nifti and atlas_tsv else load_aal2(grid)

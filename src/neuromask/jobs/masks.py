@@ -29,6 +29,7 @@ from neuromask.figures.masks import plot_mask
 from neuromask.io.atlas import load_aal2
 from neuromask.io.atomic import atomic_path
 from neuromask.io.claim import claim_job_dir
+from neuromask.io.layout import record_path
 from neuromask.io.nifti import save_volume
 from neuromask.io.participants import write_tsv
 from neuromask.jobs.trained_model import AD, MaskInputs, TrainedModel, brain_mask_of
@@ -39,27 +40,32 @@ from neuromask.models.inference import batched_logits
 JOB_RECORD = "mask_job.json"
 
 
+PathArg = str | os.PathLike[str]
+
+
 def _claim(
     kind: str,
-    model_dir: object,
-    caps: object,
-    tsv: object,
+    model_dir: PathArg,
+    caps: PathArg,
+    tsv: PathArg,
     out: Path,
     config: MaskConfig,
     overwrite: bool,
     extra: dict[str, Any] | None = None,
+    inputs: tuple[PathArg | None, ...] = (),
 ) -> None:
-    """Claim the output folder for this job: the same job resumes, another is refused."""
+    """Claim the output folder for this job: the same job resumes, another is refused.
+    Called once the inputs are loaded, so that a job that cannot start leaves nothing."""
     job = {
         "kind": kind,
-        "model_dir": str(model_dir),
-        "caps": str(caps),
-        "tsv": str(tsv),
+        "model_dir": record_path(model_dir, out),
+        "caps": record_path(caps, out),
+        "tsv": record_path(tsv, out),
         **(extra or {}),
         "mask": to_mapping(config),
         "neuromask_version": neuromask.__version__,
     }
-    claim_job_dir(out, job, overwrite, JOB_RECORD)
+    claim_job_dir(out, job, overwrite, JOB_RECORD, inputs=[model_dir, caps, tsv, *inputs])
 
 
 def _explainer(
@@ -113,15 +119,25 @@ def group_mask_job(
     trained = TrainedModel.open(model_dir, device)
     if validation_tsv is None:
         validation_tsv = trained.validation_tsv()
-    extra = {"validation_tsv": str(validation_tsv) if validation_tsv else None}
-    _claim("group", model_dir, caps, tsv, out, config, overwrite, extra)
     train = trained.ad_sessions(caps, tsv, cache_dir=cache_dir, progress=progress)
-    explainer = _explainer(trained, train, config, progress)
     validation = None
     if validation_tsv is not None:
         validation = trained.ad_sessions(
             validation_caps or caps, validation_tsv, cache_dir=cache_dir, progress=progress
         )
+    extra = {"validation_tsv": record_path(validation_tsv, out) if validation_tsv else None}
+    _claim(
+        "group",
+        model_dir,
+        caps,
+        tsv,
+        out,
+        config,
+        overwrite,
+        extra,
+        inputs=(validation_tsv, validation_caps),
+    )
+    explainer = _explainer(trained, train, config, progress)
     try:
         _, result = explainer.attribute(
             train.images,
@@ -234,8 +250,8 @@ def session_mask_job(
     config = config or mask_preset("session")
     out = Path(out)
     trained = TrainedModel.open(model_dir, device)
-    _claim("session", model_dir, caps, tsv, out, config, overwrite)
     inputs = trained.ad_sessions(caps, tsv, cache_dir=cache_dir, progress=progress)
+    _claim("session", model_dir, caps, tsv, out, config, overwrite)
     explainer = _explainer(trained, inputs, config, progress)
     names = [
         f"{p}_{s}"

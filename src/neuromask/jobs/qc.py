@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,10 +14,11 @@ import pandas as pd
 
 import neuromask
 from neuromask.data.qc import QCThresholds, qc_examples, run_qc
+from neuromask.errors import NeuromaskWarning
 from neuromask.figures.qc import plot_qc_examples
 from neuromask.io.atomic import atomic_path, staged_output_dir
-from neuromask.io.layout import QCLayout
-from neuromask.io.participants import read_participants, write_tsv
+from neuromask.io.layout import QC_RECORD, QCLayout, record_path
+from neuromask.io.participants import DEMOGRAPHIC_COLUMNS, read_participants, write_tsv
 
 
 @dataclass
@@ -43,8 +45,16 @@ def quality_check_folder(
     """
     thresholds = thresholds or QCThresholds()
     sessions = read_participants(tsv, required=())
+    lacking = [c for c in DEMOGRAPHIC_COLUMNS if c not in sessions.columns]
+    if lacking:
+        warnings.warn(
+            f"TSV file {tsv} lacks the column(s) {', '.join(lacking)}, which `neuromask "
+            "split` and training need; pass.tsv will lack them too.",
+            NeuromaskWarning,
+            stacklevel=2,
+        )
     out = Path(out)
-    with staged_output_dir(out, overwrite=overwrite) as stage:
+    with staged_output_dir(out, overwrite, marker=QC_RECORD, inputs=[caps, tsv]) as stage:
         staged = QCLayout(stage)
         table = run_qc(caps, sessions, thresholds, dartel_group=dartel_group, progress=progress)
         write_tsv(table, staged.table)
@@ -54,8 +64,8 @@ def quality_check_folder(
         plot_qc_examples(ok, bad, staged.figure, rejected_reason=reason)
         record = {
             "neuromask_version": neuromask.__version__,
-            "caps": str(caps),
-            "tsv": str(tsv),
+            "caps": record_path(caps, out),
+            "tsv": record_path(tsv, out),
             "dartel_group": dartel_group,
             "thresholds": asdict(thresholds),
         }

@@ -49,7 +49,7 @@ from neuromask.io.atlas import Atlas, load_aal2
 from neuromask.io.atomic import atomic_path
 from neuromask.io.claim import claim_job_dir
 from neuromask.io.grid import Grid
-from neuromask.io.layout import TruthLayout
+from neuromask.io.layout import TruthLayout, record_path
 from neuromask.io.nifti import read_grid
 from neuromask.io.participants import write_tsv
 from neuromask.jobs.sanity_maps import (  # noqa: F401  (old import paths)
@@ -221,12 +221,11 @@ def run_sanity(
         require_captum()  # the baselines' extra: say it is missing before any work is done
     model_dir, out = Path(model_dir), Path(out)
     job = {
-        "model_dir": str(model_dir),
-        "truth": str(truth) if truth else None,
+        "model_dir": record_path(model_dir, out),
+        "truth": record_path(truth, out) if truth else None,
         "sanity": to_mapping(config),
         "neuromask_version": neuromask.__version__,
     }
-    claim_job_dir(out, job, overwrite, "sanity_job.json")
     trained = TrainedModel.open(model_dir, device)
     inputs, split_tsv = trained.validation_ad_sessions(cache_dir=cache_dir, progress=progress)
     n = min(config.images, len(inputs.images))
@@ -236,6 +235,9 @@ def run_sanity(
             "need at least 2"
         )
     grid = inputs.data.grid
+    truth_rois = _truth_rois(truth, grid)
+    # Claimed once the inputs are read: a job that cannot start leaves nothing behind.
+    claim_job_dir(out, job, overwrite, "sanity_job.json", inputs=[model_dir, truth])
     ctx = _Context(
         model_dir,
         out,
@@ -251,7 +253,6 @@ def run_sanity(
     )
     sessions = inputs.sessions.iloc[:n].assign(p_ad=inputs.p_ad[:n])
     write_tsv(sessions, out / "sessions.tsv")
-    truth_rois = _truth_rois(truth, grid)
     layers = cascade_layers(trained.model)
     models: list[ModelSpec] = [("trained", "none", 0)]
     models += [(f"cascade-{i}", layers[i - 1][0], i) for i in range(1, len(layers) + 1)]

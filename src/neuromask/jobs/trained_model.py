@@ -20,12 +20,12 @@ from scipy import ndimage
 
 from neuromask.data.dataset import GMDataset, load_gm_maps
 from neuromask.errors import NeuromaskError
-from neuromask.io.layout import SplitLayout
 from neuromask.io.participants import read_participants
 from neuromask.models.inference import class_probabilities
 from neuromask.train.model_folder import (  # noqa: F401  (training_data: old import path)
     load_trained_model,
     model_grid,
+    recorded_validation_tsv,
     training_data,
     training_paths,
 )
@@ -133,10 +133,11 @@ class TrainedModel:
         return training_paths(self.record, self.folder)
 
     def validation_tsv(self) -> Path | None:
-        """Its split's validation table, when the record names the split folder."""
+        """Its split's validation table, when the record names the split folder; an error
+        when that table is gone or changed since the training."""
         if "split_dir" not in self.record or "split" not in self.record:
             return None
-        return SplitLayout(self.record["split_dir"]).validation_tsv(self.record["split"])
+        return recorded_validation_tsv(self.record, self.folder)
 
     def ad_sessions(
         self,
@@ -156,8 +157,8 @@ class TrainedModel:
     ) -> tuple[MaskInputs, Path]:
         """The correctly classified AD sessions of its split's validation set, and that
         table."""
-        caps, split_dir, split = self.training_paths()
-        tsv = SplitLayout(split_dir).validation_tsv(split)
+        caps, _, _ = self.training_paths()
+        tsv = recorded_validation_tsv(self.record, self.folder)
         return self.ad_sessions(caps, tsv, cache_dir=cache_dir, progress=progress), tsv
 
 

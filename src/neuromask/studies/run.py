@@ -65,7 +65,16 @@ def claim_study_dir(
         restart=restart,
         allow_unmarked=allow_unmarked,
         mismatch=mismatch,
+        inputs=study_inputs(config),
     )
+
+
+def study_inputs(config: StudyConfig) -> list[str]:
+    """The folders and tables a study reads but does not write (none when synthetic)."""
+    d = config.data
+    if d.synthetic:
+        return []
+    return [p for p in (d.caps, d.split_dir, d.independent_caps, d.independent_tsv) if p]
 
 
 def run_study(

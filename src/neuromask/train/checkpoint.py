@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from neuromask.errors import ImageError, MissingFileError
+from neuromask.errors import ImageError, missing_file
 from neuromask.io.atomic import atomic_path
+from neuromask.io.checkpoint import (  # noqa: F401  (the training checkpoint)
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> Path:
@@ -29,22 +33,11 @@ def save_weights(state_dict: dict[str, torch.Tensor], path: str | os.PathLike[st
 def load_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise MissingFileError(f"Weights file {path} does not exist.")
+        raise missing_file(path, "Weights file")
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types
         raise ImageError(f"Weights file {path} cannot be read: {exc}") from None
-
-
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
 
 
 def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -18,8 +18,10 @@ import neuromask
 from neuromask.data.dataset import load_gm_maps
 from neuromask.errors import ParameterError
 from neuromask.io.atomic import atomic_path
+from neuromask.io.claim import check_not_an_input
+from neuromask.io.layout import record_path, run_dir  # noqa: F401  (run_dir: old import path)
 from neuromask.train.config import TrainConfig
-from neuromask.train.splits_io import read_split_folder, row_indices
+from neuromask.train.splits_io import read_split_folder, row_indices, split_hashes
 from neuromask.train.tensors import image_tensor, labels_of, normalize_images
 from neuromask.train.trainer import RunResult, train_run
 
@@ -27,10 +29,6 @@ from neuromask.train.trainer import RunResult, train_run
 def run_seed(seed: int, run: int) -> int:
     """The seed of run ``run``: different runs differ, the same run is reproducible."""
     return int(np.random.SeedSequence([seed, run]).generate_state(1)[0])
-
-
-def run_dir(out: str | os.PathLike[str], split: int, run: int) -> Path:
-    return Path(out) / f"split-{split}" / f"run-{run}"
 
 
 def train_splits(
@@ -60,34 +58,33 @@ def train_splits(
     x = image_tensor(images)
     y = torch.from_numpy(labels_of(folder.train_val, "train_val.tsv"))
     out = Path(out)
+    check_not_an_input(out, [caps, split_dir])
     out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "neuromask_version": neuromask.__version__,
+        "caps": record_path(caps, out),
+        "split_dir": record_path(split_dir, out),
+        "splits": sorted(folder.folds),
+        "runs": runs,
+        "train": config.to_dict(),
+        "dartel_group": dartel_group,
+        "grid": data.grid.to_dict(),
+    }
     with atomic_path(out / "train.json") as tmp:
-        tmp.write_text(
-            json.dumps(
-                {
-                    "neuromask_version": neuromask.__version__,
-                    "caps": str(caps),
-                    "split_dir": str(split_dir),
-                    "splits": sorted(folder.folds),
-                    "runs": runs,
-                    "train": config.to_dict(),
-                    "dartel_group": dartel_group,
-                    "grid": data.grid.to_dict(),
-                },
-                indent=2,
-            )
-        )
+        tmp.write_text(json.dumps(summary, indent=2))
 
     results = []
     for k, (train, validation) in folder.folds.items():
         train_idx = np.asarray(row_indices(folder.train_val, train))
         val_idx = np.asarray(row_indices(folder.train_val, validation))
         for r in range(runs) if only_runs is None else only_runs:
+            folder_kr = run_dir(out, k, r)
             record = {
                 "split": k,
                 "run": r,
-                "caps": str(caps),
-                "split_dir": str(split_dir),
+                "caps": record_path(caps, folder_kr),
+                "split_dir": record_path(split_dir, folder_kr),
+                "split_sha256": split_hashes(split_dir, k),
                 "dartel_group": dartel_group,
                 "grid": data.grid.to_dict(),
             }

@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from neuromask.train.checkpoint import cpu_state, load_checkpoint, save_checkpoint
+from neuromask.io.checkpoint import load_checkpoint, save_checkpoint, unreadable
+from neuromask.train.checkpoint import cpu_state
 
 
 @dataclass
@@ -67,10 +68,14 @@ class RunState:
 
     def resume(self, path: Path) -> None:
         state = load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.history = list(state["history"])
-        self.selection = Selection(**state["best"])
-        self.best_ba_state, self.best_loss_state = state["best_ba_state"], state["best_loss_state"]
-        self.start_epoch = int(state["epoch"]) + 1
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.history = list(state["history"])
+            self.selection = Selection(**state["best"])
+            self.best_ba_state = state["best_ba_state"]
+            self.best_loss_state = state["best_loss_state"]
+            self.start_epoch = int(state["epoch"]) + 1
+        except (KeyError, TypeError, ValueError, RuntimeError):
+            raise unreadable(path, "lacks part of a training run's state") from None
         self.resumed = True

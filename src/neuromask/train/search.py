@@ -34,6 +34,7 @@ import torch
 from neuromask.data.dataset import load_gm_maps
 from neuromask.errors import ParameterError
 from neuromask.io.atomic import atomic_path
+from neuromask.io.layout import record_path
 from neuromask.models.cnn import CNNConfig
 from neuromask.train.config import TrainConfig, train_config_to_toml_mapping
 from neuromask.train.cross_validation import run_seed
@@ -190,8 +191,8 @@ def run_search(
             record={
                 "split": split,
                 "run": 0,
-                "caps": str(caps),
-                "split_dir": str(split_dir),
+                "caps": record_path(caps, out / "trials" / key),
+                "split_dir": record_path(split_dir, out / "trials" / key),
                 "grid": data.grid.to_dict(),
                 "search_trial": trial.number,
             },

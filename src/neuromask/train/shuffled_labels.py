@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from neuromask.data.dataset import load_gm_maps
+from neuromask.io.layout import record_path
 from neuromask.train.config import train_config_from_record
 from neuromask.train.model_folder import load_trained_model, read_model_record, training_paths
 from neuromask.train.splits_io import read_split_folder
@@ -67,7 +68,9 @@ def shuffled_label_model(
             "shuffled_labels_of": str(model_dir),
             "label_seed": seed,
             "fraction_changed": float(np.mean(permuted != labels)),
-            **{k: record[k] for k in ("caps", "split_dir", "split", "grid") if k in record},
+            "caps": record_path(caps, out),
+            "split_dir": record_path(split_dir, out),
+            **{k: record[k] for k in ("split", "split_sha256", "grid") if k in record},
         },
         progress=progress,
     )

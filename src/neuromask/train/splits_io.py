@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from neuromask.errors import MissingFileError, TableError
+from neuromask.io.layout import SplitLayout
 from neuromask.io.participants import read_participants
 
 
@@ -21,12 +22,7 @@ class SplitFolder:
 
 
 def available_splits(split_dir: str | os.PathLike[str]) -> list[int]:
-    found = []
-    for child in Path(split_dir).glob("split-*"):
-        match = re.fullmatch(r"split-(\d+)", child.name)
-        if match and child.is_dir():
-            found.append(int(match.group(1)))
-    return sorted(found)
+    return SplitLayout(split_dir).splits()
 
 
 def read_split_folder(
@@ -39,7 +35,8 @@ def read_split_folder(
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
         raise MissingFileError(f"Split folder {split_dir} does not exist.")
-    train_val_path = split_dir / "train_val.tsv"
+    layout = SplitLayout(split_dir)
+    train_val_path = layout.train_val_tsv
     if not train_val_path.is_file():
         raise MissingFileError(
             f"Split folder {split_dir} lacks train_val.tsv (run `neuromask split`)."
@@ -54,7 +51,7 @@ def read_split_folder(
     for k in chosen:
         tables = []
         for name in ("train", "validation"):
-            path = split_dir / f"split-{k}" / f"{name}.tsv"
+            path = layout.fold_tsv(k, name)
             if not path.is_file():
                 raise MissingFileError(
                     f"Split folder {split_dir} lacks split-{k}/{name}.tsv"
@@ -86,3 +83,13 @@ def row_indices(reference: pd.DataFrame, subset: pd.DataFrame) -> list[int]:
     return [
         position[key] for key in zip(subset["participant_id"], subset["session_id"], strict=True)
     ]
+
+
+def split_hashes(split_dir: str | os.PathLike[str], split: int) -> dict[str, str]:
+    """SHA-256 of split ``split``'s training and validation tables, as a model records
+    them: a later command can tell that the split folder changed since."""
+    layout = SplitLayout(split_dir)
+    return {
+        part: hashlib.sha256(layout.fold_tsv(split, part).read_bytes()).hexdigest()
+        for part in ("train", "validation")
+    }

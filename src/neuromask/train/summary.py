@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from neuromask.errors import MissingFileError
+from neuromask.io.layout import EVALUATION_RECORD, RUN_GLOB, run_of
 from neuromask.train.trainer import DONE
 
 
@@ -23,10 +23,9 @@ def collect_results(
     ``mean`` and a row ``std``."""
     train_out = Path(train_out)
     rows = []
-    for done in sorted(train_out.glob(f"split-*/run-*/{DONE}")):
+    for done in sorted(train_out.glob(f"{RUN_GLOB}/{DONE}")):
         run_folder = done.parent
-        split = int(re.fullmatch(r"split-(\d+)", run_folder.parent.name).group(1))  # type: ignore[union-attr]
-        run = int(re.fullmatch(r"run-(\d+)", run_folder.name).group(1))  # type: ignore[union-attr]
+        split, run = run_of(run_folder)
         record = json.loads(done.read_text())
         row = {
             "split": split,
@@ -35,7 +34,7 @@ def collect_results(
             "best_epoch": record["best_epoch"],
         }
         for name in names:
-            metrics = run_folder / name / "metrics.json"
+            metrics = run_folder / name / EVALUATION_RECORD
             row[name] = (
                 json.loads(metrics.read_text())["balanced_accuracy"]
                 if metrics.is_file()

@@ -324,7 +324,12 @@ def _claim_run_folder(out: Path, meta: dict[str, Any]) -> None:
     keys = ("train", "input_shape", "run_seed", "n_train", "n_validation")
 
     def differs(path: Path) -> list[str]:
-        stored = json.loads(path.read_text())
+        try:
+            stored = json.loads(path.read_text())
+        except ValueError:
+            return ["config.json, which is not valid JSON"]
+        if not isinstance(stored, dict):
+            return ["config.json, which is not a JSON object"]
         return [k for k in keys if stored.get(k) != json.loads(json.dumps(meta.get(k)))]
 
     def mismatch(folder: Path) -> RunMismatchError:
