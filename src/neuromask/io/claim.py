@@ -104,6 +104,7 @@ def claim_output_dir(
     allow_unmarked: bool = False,
     mismatch: Callable[[Path], NeuromaskError] | None = None,
     inputs: Iterable[str | os.PathLike[str] | None] = (),
+    dry_run: bool = False,
 ) -> bool:
     """Claim ``out`` for a job described by ``content``, written to ``out/marker``.
 
@@ -117,20 +118,25 @@ def claim_output_dir(
     - ``out`` may never be, or hold, one of ``inputs``; a folder inside an input is
       never emptied.
 
-    The marker is written (atomically) whenever the job does not resume.
+    The marker is written (atomically) whenever the job does not resume. ``dry_run``
+    makes every check and changes nothing: a job calls it before reading its inputs,
+    so that a refusal comes at once, and claims for real once it can start.
     """
     refuse_file_in_the_way(out)
+    inputs = list(inputs)
     path = out / marker
     busy = out.is_dir() and not is_empty_dir(out)
     check_not_an_input(out, inputs)
     if path.is_file() and same(path):
         if not restart:
             return True
-        _empty_own_folder(out, marker, inputs)
+        _empty_own_folder(out, marker, inputs, dry_run)
     elif busy and not (allow_unmarked and not path.exists()):
         if not overwrite:
             raise (mismatch or _other_results)(out)
-        _empty_own_folder(out, marker, inputs)
+        _empty_own_folder(out, marker, inputs, dry_run)
+    if dry_run:
+        return False
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(content)
@@ -138,11 +144,12 @@ def claim_output_dir(
 
 
 def _empty_own_folder(
-    out: Path, marker: str, inputs: Iterable[str | os.PathLike[str] | None]
+    out: Path, marker: str, inputs: Iterable[str | os.PathLike[str] | None], dry_run: bool
 ) -> None:
     check_not_an_input(out, inputs, removing=True)
     refuse_unmarked(out, marker)
-    empty_folder(out)
+    if not dry_run:
+        empty_folder(out)
 
 
 def claim_job_dir(
@@ -151,6 +158,7 @@ def claim_job_dir(
     overwrite: bool,
     record: str = "job.json",
     inputs: Iterable[str | os.PathLike[str] | None] = (),
+    dry_run: bool = False,
 ) -> None:
     """Claim ``out`` for a job described by the JSON mapping ``job`` in ``out/record``."""
     claim_output_dir(
@@ -160,4 +168,5 @@ def claim_job_dir(
         same=same_json(job),
         overwrite=overwrite,
         inputs=inputs,
+        dry_run=dry_run,
     )

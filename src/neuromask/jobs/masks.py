@@ -10,6 +10,7 @@ the sessions whose mask is already written.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -53,9 +54,11 @@ def _claim(
     overwrite: bool,
     extra: dict[str, Any] | None = None,
     inputs: tuple[PathArg | None, ...] = (),
+    dry_run: bool = False,
 ) -> None:
     """Claim the output folder for this job: the same job resumes, another is refused.
-    Called once the inputs are loaded, so that a job that cannot start leaves nothing."""
+    Checked (``dry_run``) before the inputs are read, claimed once they are, so that a
+    refusal comes at once and a job that cannot start leaves nothing."""
     job = {
         "kind": kind,
         "model_dir": record_path(model_dir, out),
@@ -65,7 +68,8 @@ def _claim(
         "mask": to_mapping(config),
         "neuromask_version": neuromask.__version__,
     }
-    claim_job_dir(out, job, overwrite, JOB_RECORD, inputs=[model_dir, caps, tsv, *inputs])
+    paths = [model_dir, caps, tsv, *inputs]
+    claim_job_dir(out, job, overwrite, JOB_RECORD, inputs=paths, dry_run=dry_run)
 
 
 def _explainer(
@@ -119,14 +123,9 @@ def group_mask_job(
     trained = TrainedModel.open(model_dir, device)
     if validation_tsv is None:
         validation_tsv = trained.validation_tsv()
-    train = trained.ad_sessions(caps, tsv, cache_dir=cache_dir, progress=progress)
-    validation = None
-    if validation_tsv is not None:
-        validation = trained.ad_sessions(
-            validation_caps or caps, validation_tsv, cache_dir=cache_dir, progress=progress
-        )
     extra = {"validation_tsv": record_path(validation_tsv, out) if validation_tsv else None}
-    _claim(
+    claim = functools.partial(
+        _claim,
         "group",
         model_dir,
         caps,
@@ -137,6 +136,14 @@ def group_mask_job(
         extra,
         inputs=(validation_tsv, validation_caps),
     )
+    claim(dry_run=True)
+    train = trained.ad_sessions(caps, tsv, cache_dir=cache_dir, progress=progress)
+    validation = None
+    if validation_tsv is not None:
+        validation = trained.ad_sessions(
+            validation_caps or caps, validation_tsv, cache_dir=cache_dir, progress=progress
+        )
+    claim()
     explainer = _explainer(trained, train, config, progress)
     try:
         _, result = explainer.attribute(
@@ -250,8 +257,10 @@ def session_mask_job(
     config = config or mask_preset("session")
     out = Path(out)
     trained = TrainedModel.open(model_dir, device)
+    claim = functools.partial(_claim, "session", model_dir, caps, tsv, out, config, overwrite)
+    claim(dry_run=True)
     inputs = trained.ad_sessions(caps, tsv, cache_dir=cache_dir, progress=progress)
-    _claim("session", model_dir, caps, tsv, out, config, overwrite)
+    claim()
     explainer = _explainer(trained, inputs, config, progress)
     names = [
         f"{p}_{s}"

@@ -26,6 +26,7 @@ training checkpoint.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ from neuromask.jobs.sanity_maps import (  # noqa: F401  (old import paths)
     session_relevance,
 )
 from neuromask.jobs.sanity_tables import ModelSpec, cascade_table, explainer_table
-from neuromask.jobs.trained_model import TrainedModel, brain_mask_of
+from neuromask.jobs.trained_model import MaskInputs, TrainedModel, brain_mask_of
 from neuromask.metrics.localization import read_truth_rois
 from neuromask.metrics.similarity import (  # noqa: F401  (old import path)
     cosine,
@@ -186,6 +187,32 @@ def _figures(
     plot_maps(maps, shown, methods, ctx.grid, ctx.out / "maps.png")
 
 
+def _images_to_explain(
+    trained: TrainedModel,
+    config: SanityConfig,
+    cache_dir: str | os.PathLike[str] | None,
+    progress: bool,
+) -> tuple[MaskInputs, int]:
+    """The model's correctly classified validation AD sessions, and how many to explain."""
+    inputs, split_tsv = trained.validation_ad_sessions(cache_dir=cache_dir, progress=progress)
+    n = min(config.images, len(inputs.images))
+    if n < 2:
+        raise ParameterError(
+            f"{split_tsv}: only {n} AD session is classified correctly; the sanity checks "
+            "need at least 2"
+        )
+    return inputs, n
+
+
+def _cnns(layers: list[str], shuffled: bool) -> list[ModelSpec]:
+    """The trained CNN, its copies randomised from the top down, the shuffled-label CNN."""
+    models: list[ModelSpec] = [("trained", "none", 0)]
+    models += [(f"cascade-{i}", layers[i - 1], i) for i in range(1, len(layers) + 1)]
+    if shuffled:
+        models.append(("shuffled", "all (trained on shuffled labels)", -1))
+    return models
+
+
 def _truth_rois(truth: str | os.PathLike[str] | None, grid: Grid) -> list[str] | None:
     """The atrophied ROIs of a ground-truth folder, its map checked against the grid."""
     if truth is None:
@@ -226,18 +253,16 @@ def run_sanity(
         "sanity": to_mapping(config),
         "neuromask_version": neuromask.__version__,
     }
+    claim = functools.partial(
+        claim_job_dir, out, job, overwrite, "sanity_job.json", inputs=[model_dir, truth]
+    )
+    claim(dry_run=True)  # a refusal comes before any work
     trained = TrainedModel.open(model_dir, device)
-    inputs, split_tsv = trained.validation_ad_sessions(cache_dir=cache_dir, progress=progress)
-    n = min(config.images, len(inputs.images))
-    if n < 2:
-        raise ParameterError(
-            f"{split_tsv}: only {n} AD session is classified correctly; the sanity checks "
-            "need at least 2"
-        )
+    inputs, n = _images_to_explain(trained, config, cache_dir, progress)
     grid = inputs.data.grid
     truth_rois = _truth_rois(truth, grid)
     # Claimed once the inputs are read: a job that cannot start leaves nothing behind.
-    claim_job_dir(out, job, overwrite, "sanity_job.json", inputs=[model_dir, truth])
+    claim()
     ctx = _Context(
         model_dir,
         out,
@@ -254,10 +279,7 @@ def run_sanity(
     sessions = inputs.sessions.iloc[:n].assign(p_ad=inputs.p_ad[:n])
     write_tsv(sessions, out / "sessions.tsv")
     layers = cascade_layers(trained.model)
-    models: list[ModelSpec] = [("trained", "none", 0)]
-    models += [(f"cascade-{i}", layers[i - 1][0], i) for i in range(1, len(layers) + 1)]
-    if config.shuffled:
-        models.append(("shuffled", "all (trained on shuffled labels)", -1))
+    models = _cnns([name for name, _ in layers], config.shuffled)
     explained = _explain_all(ctx, models, MapStore(out / "maps", grid))
     cascade = cascade_table(models, config.methods, explained, ctx.atlas)
     full = f"cascade-{len(layers)}"
