@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import cast
 
@@ -41,18 +42,20 @@ def plot_qc_examples(
             ax.set_title(title)
             ax.text(0.5, 0.5, f"{img.shape[:3]} voxels: too small to draw", ha="center")
             continue
-        plotting.plot_img(
-            img,
-            display_mode="ortho",
-            cut_coords=CUT_COORDS if _covers(img, CUT_COORDS) else None,
-            axes=ax,
-            cmap="gray",
-            vmin=0.0,
-            vmax=1.0,
-            colorbar=True,
-            title=title,
-            black_bg=True,
-        )
+        with warnings.catch_warnings():  # a map without contrast is drawn at its centre
+            warnings.filterwarnings("ignore", message="Could not determine cut coords")
+            plotting.plot_img(
+                img,
+                display_mode="ortho",
+                cut_coords=CUT_COORDS if _covers(img, CUT_COORDS) else None,
+                axes=ax,
+                cmap="gray",
+                vmin=0.0,
+                vmax=1.0,
+                colorbar=True,
+                title=title,
+                black_bg=True,
+            )
     return save_figure(fig, out)
 
 
