@@ -40,6 +40,7 @@ import torch
 import neuromask
 from neuromask.config import to_mapping
 from neuromask.errors import ParameterError
+from neuromask.explain import mask_preset
 from neuromask.explain.baselines import measure, require_captum
 from neuromask.explain.randomisation import (  # noqa: F401  (old import path)
     cascade_layers,
@@ -65,6 +66,7 @@ from neuromask.jobs.sanity_maps import (  # noqa: F401  (old import paths)
 )
 from neuromask.jobs.sanity_tables import ModelSpec, cascade_table, explainer_table
 from neuromask.jobs.trained_model import MaskInputs, TrainedModel, brain_mask_of
+from neuromask.metrics.faithfulness import faithfulness_curves
 from neuromask.metrics.localization import read_truth_rois
 from neuromask.metrics.similarity import (  # noqa: F401  (old import path)
     cosine,
@@ -187,6 +189,23 @@ def _figures(
     plot_maps(maps, shown, methods, ctx.grid, ctx.out / "maps.png")
 
 
+def _faithfulness(
+    ctx: _Context, explained: dict[tuple[str, str], Explanation]
+) -> dict[str, dict[str, float]]:
+    """Deletion, insertion and ROAD areas of each method's map on the trained CNN."""
+    return {
+        method: faithfulness_curves(
+            ctx.model,
+            ctx.images,
+            explained["trained", method].group,
+            ctx.brain,
+            reference=mask_preset("group").mu,
+            seed=ctx.config.seed,
+        ).areas()
+        for method in ctx.config.methods
+    }
+
+
 def _images_to_explain(
     trained: TrainedModel,
     config: SanityConfig,
@@ -283,7 +302,9 @@ def run_sanity(
     explained = _explain_all(ctx, models, MapStore(out / "maps", grid))
     cascade = cascade_table(models, config.methods, explained, ctx.atlas)
     full = f"cascade-{len(layers)}"
-    table = explainer_table(cascade, explained, full, config, ctx.atlas, truth_rois)
+    table = explainer_table(
+        cascade, explained, full, config, ctx.atlas, truth_rois, _faithfulness(ctx, explained)
+    )
     write_tsv(table, out / "explainers.tsv")
     write_tsv(cascade, out / "cascade.tsv")
     settings = {

@@ -52,8 +52,10 @@ def _method_row(
     config: SanityConfig,
     atlas: Atlas,
     truth_rois: list[str] | None,
+    faithfulness: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """One row of ``explainers.tsv``: localisation, randomisation checks and cost."""
+    """One row of ``explainers.tsv``: localisation, faithfulness (deletion, insertion
+    and ROAD areas), randomisation checks and cost."""
     row: dict[str, Any] = {"method": method}
     if truth_rois is not None:
         s = localization_scores(trained.group, atlas, truth_rois, k=config.k, kind="attribution")
@@ -64,6 +66,7 @@ def _method_row(
             mass_accuracy=s.mass_accuracy,
             top_rois=", ".join(s.top_rois),
         )
+    row.update(faithfulness or {})
     assert trained.per_image is not None
     inter = inter_subject_similarity(trained.per_image)
     checks = [per.loc[full, "roi_similarity"]]
@@ -96,6 +99,7 @@ def explainer_table(
     config: SanityConfig,
     atlas: Atlas,
     truth_rois: list[str] | None,
+    faithfulness: dict[str, dict[str, float]] | None = None,
 ) -> pd.DataFrame:
     """One row per method (``explainers.tsv``)."""
     rows = [
@@ -107,6 +111,7 @@ def explainer_table(
             config,
             atlas,
             truth_rois,
+            (faithfulness or {}).get(method),
         )
         for method in config.methods
     ]

@@ -1,0 +1,113 @@
+"""Deletion, insertion and ROAD curves on cases whose answer is known in closed form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from neuromask.errors import ParameterError
+from neuromask.metrics.faithfulness import (
+    faithfulness_curves,
+    neighbour_imputation,
+    ranked_brain_voxels,
+)
+
+GRID = (6, 7, 8)
+
+
+class LinearCNN(nn.Module):
+    """logit(AD) = w·x + b, logit(CN) = 0: P(AD) is known for any image."""
+
+    def __init__(self, weights: np.ndarray, bias: float) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.as_tensor(weights, dtype=torch.float32).reshape(-1))
+        self.b = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ad = x.flatten(1) @ self.w + self.b
+        return torch.stack([torch.zeros_like(ad), ad], dim=1)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@pytest.fixture
+def case(rng):
+    brain = np.zeros(GRID, bool)
+    brain[1:5, 1:6, 1:7] = True
+    weights = np.zeros(GRID)
+    region = np.zeros(GRID, bool)
+    region[2:4, 2:4, 2:5] = True  # 12 voxels drive the CNN
+    weights[region] = 0.8
+    # The region stands out from its neighbours, as tissue a CNN reads does: imputing it
+    # from them (ROAD) removes its signal.
+    values = rng.uniform(0.2, 0.4, (3, 1, *GRID))
+    values[:, :, region] = rng.uniform(0.8, 1.0, (3, 1, int(region.sum())))
+    images = torch.as_tensor(values, dtype=torch.float32)
+    return brain, weights, region, images
+
+
+def test_curves_match_the_closed_form(case):
+    brain, weights, region, images = case
+    model = LinearCNN(weights, bias=-3.0)
+    relevance = np.where(region, 2.0, 0.0) + np.linspace(0, 1, np.prod(GRID)).reshape(GRID)
+    fractions = (0.0, 0.05, 0.1)
+    curves = faithfulness_curves(
+        model, images, relevance, brain, reference=0.0, fractions=fractions, road_noise=0.0
+    )
+    order = ranked_brain_voxels(relevance, brain)
+    x = images[:, 0].numpy().reshape(3, -1).astype(np.float64)
+    w = weights.reshape(-1)
+    for j, q in enumerate(fractions):
+        top = order[: int(round(q * order.size))]
+        deleted = x.copy()
+        deleted[:, top] = 0.0
+        inserted = np.where(brain.reshape(-1), 0.0, x)
+        inserted[:, top] = x[:, top]
+        np.testing.assert_allclose(curves.deletion[j], sigmoid(deleted @ w - 3.0).mean(), rtol=1e-5)
+        np.testing.assert_allclose(
+            curves.insertion[j], sigmoid(inserted @ w - 3.0).mean(), rtol=1e-5
+        )
+    assert curves.deletion[0] == pytest.approx(curves.road[0])  # nothing removed yet
+
+
+def test_the_map_that_finds_the_region_wins_every_curve(case, rng):
+    brain, weights, region, images = case
+    model = LinearCNN(weights, bias=-3.0)
+    truth = np.where(region, 1.0, 0.0) + 0.01 * rng.random(GRID)
+    noise = rng.random(GRID)
+    good = faithfulness_curves(model, images, truth, brain, reference=0.0).areas()
+    bad = faithfulness_curves(model, images, noise, brain, reference=0.0).areas()
+    assert good["deletion_auc"] < bad["deletion_auc"]
+    assert good["insertion_auc"] > bad["insertion_auc"]
+    assert good["road_auc"] < bad["road_auc"]
+
+
+def test_imputation_reproduces_harmonic_images_and_ignores_the_hole(rng):
+    ramp = np.add.outer(np.add.outer(np.arange(6.0), 2 * np.arange(7.0)), -0.5 * np.arange(8.0))
+    hole = np.zeros(GRID, bool)
+    hole[2:4, 1:5, 3:7] = True
+    np.testing.assert_allclose(neighbour_imputation(ramp, hole), ramp, atol=1e-9)
+    image = rng.random(GRID)
+    filled = neighbour_imputation(image, hole)
+    np.testing.assert_array_equal(filled[~hole], image[~hole])
+    inner = (3, 2, 4)  # an interior hole voxel equals the mean of its six neighbours
+    neighbours = [
+        filled[3 + a, 2 + b, 4 + c]
+        for a, b, c in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
+    ]
+    assert filled[inner] == pytest.approx(np.mean(neighbours))
+    noisy = neighbour_imputation(image, hole, noise=0.1, rng=np.random.default_rng(1))
+    assert 0.05 < np.std(noisy[hole] - filled[hole]) < 0.2
+
+
+def test_settings_are_checked(case):
+    brain, weights, _, images = case
+    model = LinearCNN(weights, bias=0.0)
+    with pytest.raises(ParameterError, match="fractions must rise"):
+        faithfulness_curves(model, images, weights, brain, fractions=(0.1, 0.05))
+    with pytest.raises(ParameterError, match="grid"):
+        faithfulness_curves(model, images, weights[:-1], brain)
