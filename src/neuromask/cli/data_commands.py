@@ -65,6 +65,22 @@ _SYNTH, _QC, _SPLIT = SynthConfig(), QCThresholds(), SplitConfig()
     help="Fraction of GM lost inside the ROIs at severity 1.",
 )
 @click.option(
+    "--atrophy-blobs",
+    type=int,
+    default=_SYNTH.atrophy_blobs,
+    metavar="K",
+    help="Place the atrophy as K smooth blobs centred on gray matter at random, across ROI "
+    "boundaries, instead of whole ROIs (0: the ROIs of --atrophy-rois). The truth is then "
+    "voxel-level: the atrophy map at half its peak.",
+)
+@click.option(
+    "--blob-radius-mm",
+    type=float,
+    default=_SYNTH.blob_radius_mm,
+    metavar="MM",
+    help="SD of each blob, in mm.",
+)
+@click.option(
     "--qc-failures",
     type=click.IntRange(min=0),
     default=_SYNTH.qc_failures,
@@ -88,6 +104,8 @@ def synth(
     cohort: str,
     atrophy_rois: str,
     atrophy_strength: float,
+    atrophy_blobs: int,
+    blob_radius_mm: float,
     qc_failures: int,
     seed: int,
     overwrite: bool,
@@ -106,6 +124,8 @@ def synth(
         cohort=cohort,
         atrophy_rois=tuple(r for r in atrophy_rois.split(",") if r.strip()),
         atrophy_strength=atrophy_strength,
+        atrophy_blobs=atrophy_blobs,
+        blob_radius_mm=blob_radius_mm,
         qc_failures=qc_failures,
         seed=seed,
     )

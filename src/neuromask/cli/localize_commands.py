@@ -42,7 +42,11 @@ def localize(map_path: Path, truth: Path, k: int, attribution: bool, out: Path |
     from neuromask.io.atlas import load_aal2
     from neuromask.io.atomic import atomic_path
     from neuromask.io.nifti import load_volume
-    from neuromask.metrics.localization import localization_scores, read_truth_rois
+    from neuromask.metrics.localization import (
+        localization_scores,
+        read_truth_rois,
+        read_truth_voxels,
+    )
 
     truth_rois = read_truth_rois(truth)
     truth_map = truth / "atrophy_map.nii.gz"
@@ -55,6 +59,7 @@ def localize(map_path: Path, truth: Path, k: int, attribution: bool, out: Path |
         truth_rois,
         k=k,
         kind="attribution" if attribution else "mask",
+        truth_voxels=read_truth_voxels(truth, grid),
     )
     print_table(
         pd.DataFrame(

@@ -11,7 +11,7 @@ from neuromask.errors import ParameterError
 from neuromask.io.atlas import Atlas, roi_stem
 
 if TYPE_CHECKING:
-    from neuromask.data.synthetic import SynthConfig
+    from neuromask.data.synth_config import SynthConfig
 
 
 def resolve_atrophy_rois(config: SynthConfig, atlas: Atlas) -> list[str]:
@@ -39,3 +39,61 @@ def atrophy_pattern(atlas: Atlas, roi_names: list[str]) -> np.ndarray:
     inside = atlas.mask(roi_names).astype(np.float32)
     sigma = 3.0 / np.asarray(atlas.grid.voxel_size)
     return np.maximum(inside, ndimage.gaussian_filter(inside, sigma=sigma)).astype(np.float32)
+
+
+#: Where a blob's pattern counts as truly atrophied, as a share of its peak.
+BLOB_CORE = 0.5
+#: An ROI counts as atrophied when its mean pattern reaches this.
+ROI_SHARE = 0.3
+
+
+def blob_patterns(
+    config: SynthConfig, atlas: Atlas, template: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``config.atrophy_blobs`` smooth blobs that ignore ROI boundaries: Gaussian bumps
+    (SD ``blob_radius_mm``) centred on gray matter (template > 0.5, inside the atlas),
+    drawn from the seed. Returns the pattern (the maximum of the bumps, peak 1) and one
+    pattern per blob (for heterogeneous subjects)."""
+    grid = atlas.grid
+    candidates = np.flatnonzero(((template > 0.5) & (atlas.labels > 0)).ravel())
+    if candidates.size < config.atrophy_blobs:
+        raise ParameterError(
+            f"atrophy_blobs: {config.atrophy_blobs} blobs asked for, but the grid has only "
+            f"{candidates.size} gray-matter voxels"
+        )
+    rng = np.random.default_rng([config.seed, config.profile.seed_code, 8])
+    centres = rng.choice(candidates, size=config.atrophy_blobs, replace=False)
+    axes = np.meshgrid(*(np.arange(n) for n in grid.shape), indexing="ij")
+    sizes = np.asarray(grid.voxel_size)
+    blobs = []
+    for centre in centres:
+        c = np.unravel_index(int(centre), grid.shape)
+        d2 = sum(((a - ci) * s) ** 2 for a, ci, s in zip(axes, c, sizes, strict=True))
+        blobs.append(np.exp(-d2 / (2 * config.blob_radius_mm**2)).astype(np.float32))
+    return np.max(blobs, axis=0).astype(np.float32), blobs
+
+
+def rois_of_pattern(pattern: np.ndarray, atlas: Atlas) -> list[str]:
+    """The ROIs a pattern atrophies: those whose mean pattern reaches ``ROI_SHARE``
+    (at least the one of highest mean)."""
+    labels = atlas.labels.ravel()
+    sums = np.bincount(labels, weights=pattern.ravel(), minlength=int(labels.max()) + 1)
+    counts = np.bincount(labels, minlength=sums.size)
+    means = {
+        name: sums[value] / counts[value]
+        for name, value in zip(atlas.names, atlas.values, strict=True)
+        if value < counts.size and counts[value] > 0
+    }
+    chosen = [name for name, mean in means.items() if mean >= ROI_SHARE]
+    return chosen or [max(means, key=lambda name: means[name])]
+
+
+def truth_voxels(atrophy_map: np.ndarray) -> np.ndarray:
+    """The voxels that are truly atrophied in a blob cohort: the atrophy map at
+    ``BLOB_CORE`` of its peak or above."""
+    peak = float(np.max(atrophy_map))
+    return (
+        np.asarray(atrophy_map >= BLOB_CORE * peak)
+        if peak > 0
+        else np.zeros_like(atrophy_map, bool)
+    )

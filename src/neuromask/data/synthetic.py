@@ -34,19 +34,23 @@ import pandas as pd
 from scipy import ndimage
 
 import neuromask
-from neuromask.data.atrophy import atrophy_pattern, resolve_atrophy_rois  # noqa: F401
-from neuromask.data.cohorts import COHORTS, CohortProfile
+from neuromask.data.atrophy import (  # noqa: F401  (old import paths)
+    atrophy_pattern,
+    blob_patterns,
+    resolve_atrophy_rois,
+    rois_of_pattern,
+)
+from neuromask.data.cohorts import COHORTS, CohortProfile  # noqa: F401
 from neuromask.data.corruption import (  # noqa: F401  (old import paths)
     QC_FAILURE_KINDS,
     inject_qc_failure,
     smooth_field,
 )
 from neuromask.data.subjects import SubjectDraw, draw_subject
-from neuromask.errors import ParameterError
-from neuromask.io.atlas import AD_ROIS, Atlas, load_aal2, roi_stem
+from neuromask.data.synth_config import SynthConfig
+from neuromask.io.atlas import Atlas, load_aal2, roi_stem
 from neuromask.io.atomic import atomic_path, staged_output_dir
 from neuromask.io.caps import gm_map_path
-from neuromask.io.grid import Grid, clinica_grid
 from neuromask.io.layout import SYNTH_RECORD, CohortLayout, TruthLayout
 from neuromask.io.nifti import save_volume
 from neuromask.io.participants import write_tsv
@@ -55,91 +59,6 @@ from neuromask.progress import track
 
 #: GM values below this are set to 0, as in SPM segmentations.
 ZERO_BELOW = 0.01
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    """Settings of one synthetic cohort. Every field has a sensible default.
-
-    ``atrophy_rois`` holds AAL2 names or stems (``Hippocampus`` = both hemispheres), or a
-    single ``random:K`` entry that draws K ROI stems at random from the seed, for
-    experiments in which the atrophied regions must not be known in advance.
-
-    ``atrophy_heterogeneity`` h > 0 gives each AD subject its own mix of the atrophied
-    regions, as AD subtypes do: region k's atrophy is weighted by exp(h z - h^2 / 2) with
-    z ~ N(0, 1) drawn per subject and region (mean weight 1), the same for all of the
-    subject's sessions. The weights are written to ``ground_truth/subject_atrophy.tsv``.
-    """
-
-    voxel_size: float = 3.0
-    subjects_per_class: int = 60
-    sessions: tuple[int, int] = (1, 3)
-    cohort: str = "adni"
-    atrophy_rois: tuple[str, ...] = AD_ROIS
-    atrophy_strength: float = 0.35
-    atrophy_heterogeneity: float = 0.0
-    severity: tuple[float, float] = (0.6, 1.0)
-    progression_per_year: float = 0.1
-    deformation_mm: float = 2.0
-    deformation_scale_mm: float = 24.0
-    session_jitter_mm: float = 0.5
-    head_size_sd: float = 0.02
-    age_effect_per_year: float = 0.01
-    noise_sd: float = 0.03
-    qc_failures: int = 0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        def bad(name: str, expected: str) -> ParameterError:
-            return ParameterError(
-                f"SynthConfig: {name} must be {expected}, got {getattr(self, name)!r}"
-            )
-
-        if not (math.isfinite(self.voxel_size) and self.voxel_size > 0):
-            raise bad("voxel_size", "a positive number of mm")
-        if self.subjects_per_class < 1:
-            raise bad("subjects_per_class", "at least 1")
-        lo, hi = self.sessions
-        if lo < 1 or hi < lo:
-            raise bad("sessions", "(min, max) with 1 <= min <= max")
-        if self.cohort not in COHORTS:
-            raise bad("cohort", f"one of {', '.join(COHORTS)}")
-        visits = len(COHORTS[self.cohort].visit_months)
-        if hi > visits:
-            raise bad("sessions", f"at most {visits} per subject for cohort {self.cohort}")
-        if not self.atrophy_rois:
-            raise bad("atrophy_rois", "a non-empty list of ROI names")
-        if not 0 <= self.atrophy_strength < 1:
-            raise bad("atrophy_strength", "in [0, 1)")
-        if not (math.isfinite(self.atrophy_heterogeneity) and self.atrophy_heterogeneity >= 0):
-            raise bad("atrophy_heterogeneity", ">= 0")
-        if not 0 <= self.severity[0] <= self.severity[1]:
-            raise bad("severity", "(min, max) with 0 <= min <= max")
-        for name in (
-            "progression_per_year",
-            "deformation_mm",
-            "session_jitter_mm",
-            "head_size_sd",
-            "age_effect_per_year",
-            "noise_sd",
-        ):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise bad(name, "a non-negative number")
-        if self.deformation_scale_mm <= 0:
-            raise bad("deformation_scale_mm", "positive")
-        if self.qc_failures < 0:
-            raise bad("qc_failures", "a non-negative count")
-        if self.qc_failures > 2 * self.subjects_per_class * lo:
-            raise bad("qc_failures", "no more than the number of sessions")
-
-    @property
-    def profile(self) -> CohortProfile:
-        return COHORTS[self.cohort]
-
-    @property
-    def grid(self) -> Grid:
-        return clinica_grid(self.voxel_size)
 
 
 @dataclass
@@ -243,13 +162,19 @@ def generate_cohort(
     """
     grid = config.grid
     atlas = load_aal2(grid)
-    roi_names = resolve_atrophy_rois(config, atlas)
-    pattern = atrophy_pattern(atlas, roi_names)
-    regions = sorted({roi_stem(n) for n in roi_names})
-    region_patterns = [
-        atrophy_pattern(atlas, [n for n in roi_names if roi_stem(n) == r]) for r in regions
-    ]
-    synth = _Synthesizer(config, gm_template(grid), pattern, region_patterns)
+    template = gm_template(grid)
+    if config.atrophy_blobs:
+        pattern, region_patterns = blob_patterns(config, atlas, template)
+        roi_names = rois_of_pattern(pattern, atlas)
+        regions = [f"blob_{i + 1}" for i in range(len(region_patterns))]
+    else:
+        roi_names = resolve_atrophy_rois(config, atlas)
+        pattern = atrophy_pattern(atlas, roi_names)
+        regions = sorted({roi_stem(n) for n in roi_names})
+        region_patterns = [
+            atrophy_pattern(atlas, [n for n in roi_names if roi_stem(n) == r]) for r in regions
+        ]
+    synth = _Synthesizer(config, template, pattern, region_patterns)
     profile = config.profile
 
     subjects = [

@@ -51,8 +51,7 @@ from neuromask.io.atlas import Atlas, load_aal2
 from neuromask.io.atomic import atomic_path
 from neuromask.io.claim import claim_job_dir
 from neuromask.io.grid import Grid
-from neuromask.io.layout import TruthLayout, record_path
-from neuromask.io.nifti import read_grid
+from neuromask.io.layout import record_path
 from neuromask.io.participants import write_tsv
 from neuromask.jobs.sanity_maps import (  # noqa: F401  (old import paths)
     ALL_METHODS,
@@ -67,7 +66,7 @@ from neuromask.jobs.sanity_maps import (  # noqa: F401  (old import paths)
 from neuromask.jobs.sanity_tables import ModelSpec, cascade_table, explainer_table
 from neuromask.jobs.trained_model import MaskInputs, TrainedModel, brain_mask_of
 from neuromask.metrics.faithfulness import faithfulness_curves
-from neuromask.metrics.localization import read_truth_rois
+from neuromask.metrics.localization import read_ground_truth
 from neuromask.metrics.similarity import (  # noqa: F401  (old import path)
     cosine,
     inter_subject_similarity,
@@ -232,17 +231,6 @@ def _cnns(layers: list[str], shuffled: bool) -> list[ModelSpec]:
     return models
 
 
-def _truth_rois(truth: str | os.PathLike[str] | None, grid: Grid) -> list[str] | None:
-    """The atrophied ROIs of a ground-truth folder, its map checked against the grid."""
-    if truth is None:
-        return None
-    truth_rois = read_truth_rois(truth)
-    truth_map = TruthLayout(Path(truth)).atrophy_map
-    if truth_map.is_file():
-        grid.require_match(read_grid(truth_map), what=str(truth_map), reference="the images")
-    return truth_rois
-
-
 def run_sanity(
     model_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -279,7 +267,7 @@ def run_sanity(
     trained = TrainedModel.open(model_dir, device)
     inputs, n = _images_to_explain(trained, config, cache_dir, progress)
     grid = inputs.data.grid
-    truth_rois = _truth_rois(truth, grid)
+    ground_truth = read_ground_truth(truth, grid) if truth is not None else None
     # Claimed once the inputs are read: a job that cannot start leaves nothing behind.
     claim()
     ctx = _Context(
@@ -303,7 +291,7 @@ def run_sanity(
     cascade = cascade_table(models, config.methods, explained, ctx.atlas)
     full = f"cascade-{len(layers)}"
     table = explainer_table(
-        cascade, explained, full, config, ctx.atlas, truth_rois, _faithfulness(ctx, explained)
+        cascade, explained, full, config, ctx.atlas, ground_truth, _faithfulness(ctx, explained)
     )
     write_tsv(table, out / "explainers.tsv")
     write_tsv(cascade, out / "cascade.tsv")
@@ -312,7 +300,10 @@ def run_sanity(
         "device": str(ctx.torch_device),
         "n_images": n,
         "cascade_layers": [name for name, _ in layers],
-        "truth_rois": truth_rois,
+        "truth_rois": ground_truth.rois if ground_truth else None,
+        "truth_voxels": int(ground_truth.voxels.sum())
+        if ground_truth and ground_truth.voxels is not None
+        else None,
         "shuffled_cnn": _shuffled_fit(out) if config.shuffled else None,
         "torch_version": torch.__version__,
     }

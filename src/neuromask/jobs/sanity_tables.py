@@ -10,7 +10,7 @@ import pandas as pd
 
 from neuromask.io.atlas import Atlas
 from neuromask.jobs.sanity_maps import Explanation, SanityConfig
-from neuromask.metrics.localization import localization_scores
+from neuromask.metrics.localization import GroundTruth
 from neuromask.metrics.similarity import cosine, inter_subject_similarity, roi_vector, spearman
 
 #: The CNNs whose explanations are compared: (label, last layer randomised, layers
@@ -51,14 +51,14 @@ def _method_row(
     full: str,
     config: SanityConfig,
     atlas: Atlas,
-    truth_rois: list[str] | None,
+    truth: GroundTruth | None,
     faithfulness: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """One row of ``explainers.tsv``: localisation, faithfulness (deletion, insertion
     and ROAD areas), randomisation checks and cost."""
     row: dict[str, Any] = {"method": method}
-    if truth_rois is not None:
-        s = localization_scores(trained.group, atlas, truth_rois, k=config.k, kind="attribution")
+    if truth is not None:
+        s = truth.scores(trained.group, atlas, k=config.k, kind="attribution")
         row.update(
             roi_precision_at_k=s.roi_precision_at_k,
             roi_recall_at_k=s.roi_recall_at_k,
@@ -98,7 +98,7 @@ def explainer_table(
     full: str,
     config: SanityConfig,
     atlas: Atlas,
-    truth_rois: list[str] | None,
+    truth: GroundTruth | None,
     faithfulness: dict[str, dict[str, float]] | None = None,
 ) -> pd.DataFrame:
     """One row per method (``explainers.tsv``)."""
@@ -110,7 +110,7 @@ def explainer_table(
             full,
             config,
             atlas,
-            truth_rois,
+            truth,
             (faithfulness or {}).get(method),
         )
         for method in config.methods

@@ -11,10 +11,15 @@ lists; its voxels are those ROIs' voxels. Scores:
   telling the atrophied ROIs' voxels from the rest;
 - ``mass_accuracy``: the share of the total relevance inside the atrophied ROIs
   (relevance mass accuracy); NaN when the map has no relevance at all.
+
+For a cohort whose atrophy is shaped as blobs across ROI boundaries (``synth
+--atrophy-blobs``), the voxel-level scores use the voxel truth instead of the ROIs'
+voxels (:func:`read_truth_voxels`): the atrophy map at half its peak or above.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +30,7 @@ from sklearn.metrics import roc_auc_score
 
 from neuromask.errors import MissingFileError, ParameterError
 from neuromask.io.atlas import Atlas
+from neuromask.io.grid import Grid
 from neuromask.metrics.roi import roi_means
 
 
@@ -60,8 +66,17 @@ def relevance_of(values: np.ndarray, kind: str) -> np.ndarray:
 
 
 def localization_scores(
-    values: np.ndarray, atlas: Atlas, truth_rois: list[str], *, k: int = 5, kind: str = "mask"
+    values: np.ndarray,
+    atlas: Atlas,
+    truth_rois: list[str],
+    *,
+    k: int = 5,
+    kind: str = "mask",
+    truth_voxels: np.ndarray | None = None,
 ) -> LocalizationScores:
+    """Scores of a mask or attribution map against the truth (see the module's text);
+    ``truth_voxels`` (bool, on the atlas's grid) replaces the ROIs' voxels as the truth
+    of the voxel-level scores."""
     if k < 1:
         raise ParameterError(f"k must be at least 1, got {k}")
     if np.asarray(values).shape != atlas.labels.shape:
@@ -78,7 +93,11 @@ def localization_scores(
     top = means.sort_values(ascending=False, kind="stable").head(k).index.tolist()
     hits = len(set(top) & set(truth_rois))
     brain = labels > 0
-    inside = atlas.mask(truth_rois)
+    inside = atlas.mask(truth_rois) if truth_voxels is None else np.asarray(truth_voxels, bool)
+    if inside.shape != labels.shape:
+        raise ParameterError(
+            f"truth_voxels {inside.shape} differ from the atlas grid {labels.shape}"
+        )
     y = inside[brain]
     auc = float(roc_auc_score(y, relevance[brain])) if 0 < y.sum() < y.size else float("nan")
     total = float(relevance.sum())
@@ -103,3 +122,48 @@ def read_truth_rois(truth_dir: str | os.PathLike[str]) -> list[str]:
             "`neuromask synth` writes"
         )
     return pd.read_csv(path, sep="\t")["roi_name"].astype(str).tolist()
+
+
+def read_truth_voxels(truth_dir: str | os.PathLike[str], grid: Grid) -> np.ndarray | None:
+    """The voxel-level truth of a blob-shaped cohort (bool, on ``grid``), or None for a
+    cohort whose truth is whole ROIs."""
+    from neuromask.data.atrophy import truth_voxels
+    from neuromask.io.layout import TruthLayout
+    from neuromask.io.nifti import load_volume
+
+    layout = TruthLayout(Path(truth_dir))
+    if not layout.record.is_file():
+        return None
+    settings = json.loads(layout.record.read_text()).get("config", {})
+    if not settings.get("atrophy_blobs"):
+        return None
+    atrophy_map, _ = load_volume(layout.atrophy_map, grid, reference="the scored map")
+    return truth_voxels(atrophy_map)
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """A synthetic cohort's truth: its atrophied ROIs and, for blob-shaped atrophy, its
+    atrophied voxels."""
+
+    rois: list[str]
+    voxels: np.ndarray | None = None
+
+    def scores(
+        self, values: np.ndarray, atlas: Atlas, *, k: int = 5, kind: str = "mask"
+    ) -> LocalizationScores:
+        return localization_scores(
+            values, atlas, self.rois, k=k, kind=kind, truth_voxels=self.voxels
+        )
+
+
+def read_ground_truth(truth_dir: str | os.PathLike[str], grid: Grid) -> GroundTruth:
+    """The ground truth in ``truth_dir`` (a synthetic cohort's ``ground_truth`` folder),
+    its atrophy map checked to lie on ``grid``."""
+    from neuromask.io.layout import TruthLayout
+    from neuromask.io.nifti import read_grid
+
+    atrophy_map = TruthLayout(Path(truth_dir)).atrophy_map
+    if atrophy_map.is_file():
+        grid.require_match(read_grid(atrophy_map), what=str(atrophy_map), reference="the maps")
+    return GroundTruth(read_truth_rois(truth_dir), read_truth_voxels(truth_dir, grid))
