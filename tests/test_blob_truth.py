@@ -59,3 +59,20 @@ def test_voxel_scores_use_the_voxel_truth(blob_cohort, tiny_cohort):
 def test_blob_settings_are_checked(field, value):
     with pytest.raises(ParameterError, match=field):
         SynthConfig(**{field: value})
+
+
+def test_two_cohorts_can_share_one_disease(tmp_path):
+    adni = generate_cohort(BLOBS, tmp_path / "adni", progress=False)
+    aibl_config = SynthConfig(
+        voxel_size=6.0,
+        subjects_per_class=2,
+        sessions=(1, 1),
+        cohort="aibl",
+        atrophy_blobs=3,
+        seed=BLOBS.seed + 1,
+        blob_seed=BLOBS.seed,
+    )
+    aibl = generate_cohort(aibl_config, tmp_path / "aibl", progress=False)
+    a, _ = load_volume(adni.ground_truth / "atrophy_map.nii.gz")
+    b, _ = load_volume(aibl.ground_truth / "atrophy_map.nii.gz")
+    np.testing.assert_allclose(a / a.max(), b / b.max(), atol=1e-6)

@@ -61,7 +61,8 @@ def blob_patterns(
             f"atrophy_blobs: {config.atrophy_blobs} blobs asked for, but the grid has only "
             f"{candidates.size} gray-matter voxels"
         )
-    rng = np.random.default_rng([config.seed, config.profile.seed_code, 8])
+    seed = config.seed if config.blob_seed is None else config.blob_seed
+    rng = np.random.default_rng([seed, 8])  # not the cohort's: two cohorts may share it
     centres = rng.choice(candidates, size=config.atrophy_blobs, replace=False)
     axes = np.meshgrid(*(np.arange(n) for n in grid.shape), indexing="ij")
     sizes = np.asarray(grid.voxel_size)

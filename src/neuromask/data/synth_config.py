@@ -30,7 +30,8 @@ class SynthConfig:
     then voxel-level: ``atrophy_map.nii.gz`` at half its peak or above
     (:func:`neuromask.data.atrophy.truth_voxels`); ``atrophy_rois.tsv`` lists the ROIs
     whose mean pattern reaches 0.3, for the ROI-level scores. No method gets its own
-    shape handed to it, as ROI ablation does with ROI-shaped truth.
+    shape handed to it, as ROI ablation does with ROI-shaped truth. The blobs are drawn
+    from ``blob_seed`` (default: ``seed``), so that two cohorts can share one disease.
     """
 
     voxel_size: float = 3.0
@@ -42,6 +43,7 @@ class SynthConfig:
     atrophy_heterogeneity: float = 0.0
     atrophy_blobs: int = 0
     blob_radius_mm: float = 10.0
+    blob_seed: int | None = None
     severity: tuple[float, float] = (0.6, 1.0)
     progression_per_year: float = 0.1
     deformation_mm: float = 2.0

@@ -6,7 +6,7 @@ Tables (all optional except ``[data]`` for user data):
   cohort ``independent_caps`` and ``independent_tsv``; or ``synthetic = true`` to
   synthesise an ADNI-like and an AIBL-like cohort into the study folder first (sizes in
   ``[data]`` too: ``voxel_size``, ``subjects_per_class``, ``independent_subjects_per_class``,
-  ``atrophy_rois``, ``atrophy_heterogeneity``, ``atrophy_strength``,
+  ``atrophy_rois``, ``atrophy_heterogeneity``, ``atrophy_strength``, ``atrophy_blobs``,
   ``test_subjects_per_class``,
   ``p_threshold``, ``seed``);
 - ``[study]``: ``folds``, ``runs``, ``session_subjects`` (0 = all), ``heartbeat_s``;
@@ -49,6 +49,7 @@ class DataConfig:
     atrophy_rois: tuple[str, ...] = ("random:4",)
     atrophy_heterogeneity: float = 0.5
     atrophy_strength: float = 0.35
+    atrophy_blobs: int = 0
     test_subjects_per_class: int = 8
     #: Smallest p-value (age, sex) allowed between the test set and the rest.
     p_threshold: float = 0.8

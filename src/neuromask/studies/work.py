@@ -28,6 +28,7 @@ def synthesize(ws: Workspace, spec: dict[str, Any]) -> None:
         "voxel_size": d.voxel_size,
         "atrophy_heterogeneity": d.atrophy_heterogeneity,
         "atrophy_strength": d.atrophy_strength,
+        "atrophy_blobs": d.atrophy_blobs,
     }
     adni = generate_cohort(
         SynthConfig(
@@ -49,6 +50,7 @@ def synthesize(ws: Workspace, spec: dict[str, Any]) -> None:
             cohort="aibl",
             qc_failures=2,
             atrophy_rois=tuple(adni.atrophy_rois),  # the same disease in both cohorts
+            blob_seed=d.seed,
             seed=d.seed + 1,
             **common,  # type: ignore[arg-type]
         ),
