@@ -163,17 +163,7 @@ def generate_cohort(
     grid = config.grid
     atlas = load_aal2(grid)
     template = gm_template(grid)
-    if config.atrophy_blobs:
-        pattern, region_patterns = blob_patterns(config, atlas, template)
-        roi_names = rois_of_pattern(pattern, atlas)
-        regions = [f"blob_{i + 1}" for i in range(len(region_patterns))]
-    else:
-        roi_names = resolve_atrophy_rois(config, atlas)
-        pattern = atrophy_pattern(atlas, roi_names)
-        regions = sorted({roi_stem(n) for n in roi_names})
-        region_patterns = [
-            atrophy_pattern(atlas, [n for n in roi_names if roi_stem(n) == r]) for r in regions
-        ]
+    pattern, region_patterns, roi_names, regions = _disease(config, atlas, template)
     synth = _Synthesizer(config, template, pattern, region_patterns)
     profile = config.profile
 
@@ -233,6 +223,23 @@ def generate_cohort(
         n_sessions=len(sessions),
         atrophy_rois=roi_names,
     )
+
+
+def _disease(
+    config: SynthConfig, atlas: Atlas, template: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray], list[str], list[str]]:
+    """Where AD subjects lose GM: the pattern, one pattern per region (heterogeneous
+    subjects weight them), the atrophied ROIs and the regions' names."""
+    if config.atrophy_blobs:
+        pattern, region_patterns = blob_patterns(config, atlas, template)
+        regions = [f"blob_{i + 1}" for i in range(len(region_patterns))]
+        return pattern, region_patterns, rois_of_pattern(pattern, atlas), regions
+    roi_names = resolve_atrophy_rois(config, atlas)
+    regions = sorted({roi_stem(n) for n in roi_names})
+    region_patterns = [
+        atrophy_pattern(atlas, [n for n in roi_names if roi_stem(n) == r]) for r in regions
+    ]
+    return atrophy_pattern(atlas, roi_names), region_patterns, roi_names, regions
 
 
 def _session_image(
