@@ -468,3 +468,24 @@ def test_a_study_folder_moved_as_a_whole_still_works(tiny_training, tmp_path):
     assert code == 0, output
     job = json.loads((tmp_path / "m" / "mask_job.json").read_text())
     assert Path(job["validation_tsv"]) == (moved / "data" / "split" / "split-0" / "validation.tsv")
+
+
+def test_a_dry_run_claim_checks_everything_and_changes_nothing(tmp_path):
+    from neuromask.errors import OutputExistsError
+    from neuromask.io.claim import claim_job_dir
+
+    out = tmp_path / "out"
+    claim_job_dir(out, {"job": 1}, False, "job.json")
+    (out / "result.txt").write_text("done")
+    before = tree_hash(out)
+    claim_job_dir(out, {"job": 2}, True, "job.json", dry_run=True)  # would replace it
+    assert tree_hash(out) == before
+    with pytest.raises(OutputExistsError, match="already holds other results"):
+        claim_job_dir(out, {"job": 2}, False, "job.json", dry_run=True)
+    with pytest.raises(OutputExistsError, match="is the input"):
+        claim_job_dir(out, {"job": 2}, True, "job.json", inputs=[out], dry_run=True)
+    fresh = tmp_path / "fresh"
+    claim_job_dir(fresh, {"job": 1}, False, "job.json", dry_run=True)
+    assert not fresh.exists()
+    claim_job_dir(out, {"job": 2}, True, "job.json")  # for real: replaced
+    assert not (out / "result.txt").exists() and (out / "job.json").is_file()
