@@ -489,3 +489,34 @@ def test_a_dry_run_claim_checks_everything_and_changes_nothing(tmp_path):
     assert not fresh.exists()
     claim_job_dir(out, {"job": 2}, True, "job.json")  # for real: replaced
     assert not (out / "result.txt").exists() and (out / "job.json").is_file()
+
+
+def test_single_file_outputs_never_replace_an_input(tiny_cohort, tiny_training, tmp_path):
+    from conftest import study_toml
+
+    # localize --out: never the map, never inside the ground truth
+    mask = tmp_path / "mask.nii.gz"
+    atrophy_map = tiny_cohort.ground_truth / "atrophy_map.nii.gz"
+    shutil.copy(atrophy_map, mask)  # values in [0, 1]: a valid mask
+    before = tree_hash(mask)
+    code, output = run("localize", mask, "--truth", tiny_cohort.ground_truth, "--out", mask)
+    assert "is the input" in one_line_error(code, output) and tree_hash(mask) == before
+    inside = tiny_cohort.ground_truth / "scores.json"
+    code, output = run("localize", mask, "--truth", tiny_cohort.ground_truth, "--out", inside)
+    assert "lies inside the input" in one_line_error(code, output) and not inside.exists()
+    # report --out: only an earlier report is replaced
+    study = tmp_path / "study"
+    study.mkdir()
+    study_toml(tiny_training, study / "study.toml")
+    settings = tree_hash(study / "study.toml")
+    code, output = run("report", study, "--out", study / "study.toml")
+    assert "not a neuromask report" in one_line_error(code, output)
+    assert tree_hash(study / "study.toml") == settings
+    for _ in range(2):
+        code, output = run("report", study, "--out", tmp_path / "page.html")
+        assert code == 0, output
+    # search OUT: never an input folder
+    t = tiny_training
+    before = tree_hash(t["split"])
+    code, output = run("search", t["caps"], t["split"], t["split"], "--trials", "1")
+    assert "is the input" in one_line_error(code, output) and tree_hash(t["split"]) == before

@@ -41,6 +41,7 @@ def localize(map_path: Path, truth: Path, k: int, attribution: bool, out: Path |
 
     from neuromask.io.atlas import load_aal2
     from neuromask.io.atomic import atomic_path
+    from neuromask.io.claim import check_not_an_input
     from neuromask.io.nifti import load_volume
     from neuromask.metrics.localization import (
         localization_scores,
@@ -48,6 +49,8 @@ def localize(map_path: Path, truth: Path, k: int, attribution: bool, out: Path |
         read_truth_voxels,
     )
 
+    if out is not None:  # never written over the map or into the ground truth
+        check_not_an_input(out, [map_path, truth], removing=True)
     truth_rois = read_truth_rois(truth)
     truth_map = truth / "atrophy_map.nii.gz"
     values, grid = load_volume(map_path)

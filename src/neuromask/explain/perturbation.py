@@ -29,7 +29,7 @@ from neuromask.errors import NeuromaskError, ParameterError
 from neuromask.explain.adam import SlotAdam
 from neuromask.explain.config import MaskConfig
 from neuromask.explain.objective import regularisers, score_and_gradient
-from neuromask.models.inference import class_probabilities
+from neuromask.models.inference import class_probabilities, freeze
 
 
 class MaskLossNaNError(NeuromaskError, FloatingPointError):
@@ -98,9 +98,7 @@ class MeaningfulPerturbation:
         self.device = (
             torch.device(device) if device is not None else next(model.parameters()).device
         )
-        self.model = model.to(self.device).eval()
-        for parameter in self.model.parameters():
-            parameter.requires_grad_(False)
+        self.model = freeze(model, self.device)
         self.brain = None
         if brain_mask is not None:
             self.brain = torch.as_tensor(np.asarray(brain_mask, dtype=bool), device=self.device)

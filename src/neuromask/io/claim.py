@@ -61,13 +61,13 @@ def check_not_an_input(
         if _inside(source, target):
             what = "is" if source == target else "holds"
             raise OutputExistsError(
-                f"Output folder {out} {what} the input {given}; neuromask never writes over "
-                "its inputs. Choose another output folder."
+                f"Output {out} {what} the input {given}; neuromask never writes over its "
+                "inputs. Choose another output."
             )
         if removing and source.is_dir() and _inside(target, source):
             raise OutputExistsError(
-                f"Output folder {out} lies inside the input {given}; neuromask never removes "
-                "anything inside its inputs. Choose another output folder."
+                f"Output {out} lies inside the input {given}; neuromask never removes or "
+                "replaces anything inside its inputs. Choose another output."
             )
 
 

@@ -21,7 +21,7 @@ from scipy import ndimage
 from neuromask.data.dataset import GMDataset, load_gm_maps
 from neuromask.errors import NeuromaskError
 from neuromask.io.participants import read_participants
-from neuromask.models.inference import class_probabilities
+from neuromask.models.inference import class_probabilities, freeze
 from neuromask.train.model_folder import (  # noqa: F401  (training_data: old import path)
     load_trained_model,
     model_grid,
@@ -54,14 +54,6 @@ def brain_mask_of(images: np.ndarray, threshold: float = 0.05) -> np.ndarray:
     """Voxels where the mean image exceeds ``threshold``, dilated by one voxel."""
     mean = np.asarray(images, dtype=np.float32).mean(axis=0)
     return np.asarray(ndimage.binary_dilation(mean > threshold, iterations=1))
-
-
-def freeze(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """``model`` on ``device``, in eval mode, with no parameter requiring a gradient."""
-    model = model.to(device).eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    return model
 
 
 def load_ad_sessions(

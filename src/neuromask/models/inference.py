@@ -14,6 +14,15 @@ import numpy as np
 import torch
 
 
+def freeze(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` on ``device``, in eval mode (BatchNorm statistics fixed, dropout off), with
+    no parameter requiring a gradient."""
+    model = model.to(device).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
 def perturb(images: torch.Tensor, masks: torch.Tensor, mu: float) -> torch.Tensor:
     """m * X + (1 - m) * mu (the masked image of meaningful perturbation)."""
     return masks * images + (1.0 - masks) * mu

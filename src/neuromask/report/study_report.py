@@ -21,10 +21,22 @@ import numpy as np
 import pandas as pd
 
 import neuromask
-from neuromask.errors import MissingFileError
+from neuromask.errors import MissingFileError, OutputExistsError
 from neuromask.io.atomic import atomic_path
 from neuromask.io.layout import RUN_GLOB, StudyLayout, TruthLayout
 from neuromask.report.builder import ReportBuilder, Section, software_versions, table_html  # noqa: F401
+
+#: Marks a page as neuromask's report: only such a page is ever replaced.
+GENERATOR = '<meta name="generator" content="neuromask report">'
+
+
+def _refuse_foreign_file(out: Path) -> None:
+    """The report replaces only an earlier report, never another file."""
+    if out.is_dir() or (out.exists() and GENERATOR not in out.read_text(errors="replace")[:2000]):
+        raise OutputExistsError(
+            f"{out} exists and is not a neuromask report; neuromask only replaces its own "
+            "report. Choose another --out."
+        )
 
 
 @dataclass
@@ -62,6 +74,7 @@ def build_report(
             f"{study} is not a study folder (no study.toml); run `neuromask study` first"
         )
     out = Path(out) if out is not None else StudyLayout(study).report / "report.html"
+    _refuse_foreign_file(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     b = ReportBuilder(study, out.parent)
     truth_dir = _read_truth(study, truth)

@@ -34,6 +34,7 @@ import torch
 from neuromask.data.dataset import load_gm_maps
 from neuromask.errors import ParameterError
 from neuromask.io.atomic import atomic_path
+from neuromask.io.claim import check_not_an_input
 from neuromask.io.layout import record_path
 from neuromask.models.cnn import CNNConfig
 from neuromask.train.config import TrainConfig, train_config_to_toml_mapping
@@ -157,6 +158,7 @@ def run_search(
     base = base or TrainConfig()
     space = space or SearchSpace()
     out = Path(out)
+    check_not_an_input(out, [caps, split_dir])
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'search.db').resolve()}"
     folder = read_split_folder(split_dir, [split])
