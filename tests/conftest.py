@@ -197,3 +197,53 @@ def finished_study(tiny_training, tmp_path_factory):
     )
     assert result.exit_code == 0, result.output
     return {"config": config, "out": out, "output": result.output}
+
+
+#: The grid of the planted model's images (tests/test_explain.py, test_mask_levers.py).
+PLANTED_SHAPE = (7, 8, 9)
+
+
+@pytest.fixture(scope="session")
+def planted_model(tmp_path_factory):
+    """A small CNN trained to call AD the images with a dark block in one corner."""
+    import pandas as pd
+    import torch
+
+    from neuromask.models import CNNConfig
+    from neuromask.train.config import TrainConfig
+    from neuromask.train.evaluate import load_trained_model
+    from neuromask.train.trainer import train_run
+
+    gen = np.random.default_rng(0)
+    n = 40
+    y = np.array([0, 1] * (n // 2))
+    x = gen.normal(0.5, 0.05, (n, *PLANTED_SHAPE)).astype(np.float32)
+    x[y == 1, :3, :3, :3] -= 0.4
+    sessions = pd.DataFrame(
+        {"participant_id": [f"sub-{i}" for i in range(n)], "session_id": ["ses-M000"] * n}
+    )
+    out = tmp_path_factory.mktemp("planted") / "run"
+    config = TrainConfig(
+        model=CNNConfig(n_blocks=2, first_filters=4, max_filters=8, sub_blocks=(1, 1), dropout=0.0),
+        learning_rate=1e-2,
+        batch_size=8,
+        max_epochs=12,
+        patience=12,
+        device="cpu",
+    )
+    x_t, y_t = torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
+    result = train_run(
+        x_t,
+        y_t,
+        np.arange(32),
+        np.arange(32, 40),
+        sessions.iloc[32:],
+        config,
+        out,
+        run_seed=0,
+        progress=False,
+    )
+    assert result.validation["balanced_accuracy"] == 1.0
+    model, _ = load_trained_model(out)
+    ad = x_t[y_t == 1]
+    return model, ad[:12], ad[12:]

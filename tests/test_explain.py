@@ -2,7 +2,6 @@
 the frozen CNN, localisation of a planted signal, resuming, batching, bad input."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -13,9 +12,6 @@ from neuromask.explain.adam import SlotAdam
 from neuromask.explain.objective import class_score, perturb, size_term, smoothness_term
 from neuromask.explain.perturbation import MaskLossNaNError
 from neuromask.models import CNNConfig, build_model
-from neuromask.train.config import TrainConfig
-from neuromask.train.evaluate import load_trained_model
-from neuromask.train.trainer import train_run
 
 SHAPE = (7, 8, 9)
 
@@ -91,51 +87,22 @@ def test_bad_hyperparameters_are_refused():
         {"beta2": -1.0},
         {"lambda1": -1e-4},
         {"lambda2": float("nan")},
-        {"score": "margin"},
+        {"score": "hinge"},
+        {"margin": -1.0},
+        {"upsample": 0},
+        {"jitter": -1},
+        {"reference": "healthy"},
+        {"area": 1.0},
+        {"area_weight": 0.0},
+        {"step_scaling": "pixel"},
         {"patience": 0},
     ):
         with pytest.raises(ParameterError, match=next(iter(kwargs))):
             MaskConfig(**kwargs)
-    with pytest.raises(ParameterError, match="valid names: group, paper, small-cohort, session"):
+    with pytest.raises(
+        ParameterError, match="valid names: group, voxel, paper, small-cohort, session"
+    ):
         mask_preset("huge")
-
-
-@pytest.fixture(scope="module")
-def planted_model(tmp_path_factory):
-    """A small CNN trained to call AD the images with a dark block in one corner."""
-    gen = np.random.default_rng(0)
-    n = 40
-    y = np.array([0, 1] * (n // 2))
-    x = gen.normal(0.5, 0.05, (n, *SHAPE)).astype(np.float32)
-    x[y == 1, :3, :3, :3] -= 0.4
-    sessions = pd.DataFrame(
-        {"participant_id": [f"sub-{i}" for i in range(n)], "session_id": ["ses-M000"] * n}
-    )
-    out = tmp_path_factory.mktemp("planted") / "run"
-    config = TrainConfig(
-        model=CNNConfig(n_blocks=2, first_filters=4, max_filters=8, sub_blocks=(1, 1), dropout=0.0),
-        learning_rate=1e-2,
-        batch_size=8,
-        max_epochs=12,
-        patience=12,
-        device="cpu",
-    )
-    x_t, y_t = torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y)
-    result = train_run(
-        x_t,
-        y_t,
-        np.arange(32),
-        np.arange(32, 40),
-        sessions.iloc[32:],
-        config,
-        out,
-        run_seed=0,
-        progress=False,
-    )
-    assert result.validation["balanced_accuracy"] == 1.0
-    model, _ = load_trained_model(out)
-    ad = x_t[y_t == 1]
-    return model, ad[:12], ad[12:]
 
 
 def test_model_is_frozen_and_untouched(planted_model):
@@ -151,7 +118,9 @@ def test_model_is_frozen_and_untouched(planted_model):
 
 def test_group_mask_finds_the_planted_block_and_fools_the_cnn(planted_model):
     model, train, validation = planted_model
-    config = MaskConfig(lambda1=1e-3, lambda2=1e-3, max_epochs=40, patience=10, score="probability")
+    config = mask_preset(
+        "voxel", lambda1=1e-3, lambda2=1e-3, max_epochs=40, patience=10, score="probability"
+    )
     explainer = MeaningfulPerturbation(model, config)
     before = explainer.probabilities(validation, 1).mean()
     masks, result = explainer.attribute(train, 1, validation=validation)
@@ -278,7 +247,7 @@ def test_build_model_is_unaffected_by_freezing():
 def test_closed_form_gradients_match_autograd(beta1, beta2):
     from neuromask.explain.objective import regularisers, score_and_gradient
 
-    config = MaskConfig(beta1=beta1, beta2=beta2, lambda1=0.3, lambda2=0.7, mu=0.8)
+    config = MaskConfig(beta1=beta1, beta2=beta2, lambda1=0.3, lambda2=0.7, mu=0.8, area=0.0)
     gen = torch.Generator().manual_seed(5)
     masks = (
         0.05 + 0.9 * torch.rand(2, 1, *SHAPE, generator=gen, dtype=torch.float64)

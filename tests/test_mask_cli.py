@@ -256,3 +256,32 @@ def test_data_on_another_grid_than_the_model(tiny_model, tiny_training, tmp_path
         save_volume(gm_map_path(caps, p, s), data, Grid(grid.shape, shifted))
     code, output = run("mask", "session", tiny_model, caps, t["split"] / "test.tsv", tmp_path / "o")
     assert code == 1 and "different voxel grid" in output and "Traceback" not in output
+
+
+def test_group_mask_with_the_cn_reference_writes_it(tiny_model, tiny_training, tmp_path):
+    t = tiny_training
+    config = tmp_path / "cn.toml"
+    config.write_text('max_epochs = 2\nreference = "cn_mean"\nupsample = 2\n')
+    out = tmp_path / "cn"
+    code, output = run(
+        "mask", "group", tiny_model, t["caps"], t["split"] / "split-0" / "train.tsv", out,
+        "--config", config, "--quiet",
+    )  # fmt: skip
+    assert code == 0, output
+    ref = nib.load(out / "reference.nii.gz")
+    np.testing.assert_array_equal(ref.affine, clinica_grid(6.0).affine)
+    train = pd.read_csv(t["split"] / "split-0" / "train.tsv", sep="\t")
+    cn = train[train["diagnosis"] == "CN"]
+    first = nib.load(
+        next((t["caps"] / "subjects" / cn["participant_id"].iloc[0]).rglob("*.nii.gz"))
+    )
+    assert ref.shape == first.shape
+    result = json.loads((out / "result.json").read_text())
+    assert result["mask"]["reference"] == "cn_mean" and result["mask"]["upsample"] == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text('reference = "healthy"\n')
+    code, output = run(
+        "mask", "group", tiny_model, t["caps"], t["split"] / "split-0" / "train.tsv",
+        tmp_path / "bad", "--config", bad, "--quiet",
+    )  # fmt: skip
+    assert code == 1 and "reference" in output and "Traceback" not in output

@@ -65,6 +65,15 @@ _SYNTH, _QC, _SPLIT = SynthConfig(), QCThresholds(), SplitConfig()
     help="Fraction of GM lost inside the ROIs at severity 1.",
 )
 @click.option(
+    "--atrophy-heterogeneity",
+    type=click.FloatRange(min=0),
+    default=_SYNTH.atrophy_heterogeneity,
+    metavar="H",
+    help="Give each AD subject its own mix of the atrophied regions (AD subtypes): region "
+    "k is weighted by exp(H z - H^2/2), z ~ N(0, 1) per subject and region (0: every "
+    "subject alike). The weights go to ground_truth/subject_atrophy.tsv.",
+)
+@click.option(
     "--atrophy-blobs",
     type=int,
     default=_SYNTH.atrophy_blobs,
@@ -104,6 +113,7 @@ def synth(
     cohort: str,
     atrophy_rois: str,
     atrophy_strength: float,
+    atrophy_heterogeneity: float,
     atrophy_blobs: int,
     blob_radius_mm: float,
     qc_failures: int,
@@ -124,6 +134,7 @@ def synth(
         cohort=cohort,
         atrophy_rois=tuple(r for r in atrophy_rois.split(",") if r.strip()),
         atrophy_strength=atrophy_strength,
+        atrophy_heterogeneity=atrophy_heterogeneity,
         atrophy_blobs=atrophy_blobs,
         blob_radius_mm=blob_radius_mm,
         qc_failures=qc_failures,

@@ -43,10 +43,12 @@ def localize(map_path: Path, truth: Path, k: int, attribution: bool, out: Path |
     from neuromask.io.atomic import atomic_path
     from neuromask.io.claim import check_not_an_input
     from neuromask.io.nifti import load_volume
+    from neuromask.metrics.coherence import coherence
     from neuromask.metrics.localization import (
         localization_scores,
         read_truth_rois,
         read_truth_voxels,
+        relevance_of,
     )
 
     if out is not None:  # never written over the map or into the ground truth
@@ -56,12 +58,15 @@ def localize(map_path: Path, truth: Path, k: int, attribution: bool, out: Path |
     values, grid = load_volume(map_path)
     if truth_map.is_file():
         load_volume(truth_map, grid, reference=str(map_path))  # same grid, affine included
+    atlas = load_aal2(grid)
+    kind = "attribution" if attribution else "mask"
+    coherent = coherence(relevance_of(values, kind), atlas.labels > 0)
     scores = localization_scores(
         values,
-        load_aal2(grid),
+        atlas,
         truth_rois,
         k=k,
-        kind="attribution" if attribution else "mask",
+        kind=kind,
         truth_voxels=read_truth_voxels(truth, grid),
     )
     print_table(
@@ -71,6 +76,7 @@ def localize(map_path: Path, truth: Path, k: int, attribution: bool, out: Path |
                 {"score": f"ROI recall at {k}", "value": scores.roi_recall_at_k},
                 {"score": "voxel ROC AUC", "value": scores.voxel_auc},
                 {"score": "mass accuracy", "value": scores.mass_accuracy},
+                {"score": "coherence (top 5 % in 5 regions)", "value": coherent.coherence},
             ]
         ),
         title=f"Localisation of {map_path}",
@@ -80,5 +86,15 @@ def localize(map_path: Path, truth: Path, k: int, attribution: bool, out: Path |
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out) as tmp:
-            tmp.write_text(json.dumps({"map": str(map_path), **scores.to_dict()}, indent=2))
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "map": str(map_path),
+                        **scores.to_dict(),
+                        "coherence": coherent.coherence,
+                        "components": coherent.components,
+                    },
+                    indent=2,
+                )
+            )
         console.print(f"Scores written to {out}")

@@ -34,8 +34,9 @@ _COMMON = [
         type=click.Path(path_type=Path),
         default=None,
         help="TOML file of mask settings (beta1, beta2, lambda1, lambda2, learning_rate, mu, "
-        "score, max_epochs, patience, tolerance, batch_size, restrict_to_brain, seed) "
-        "applied on top of the preset.",
+        "score, margin, area, area_weight, upsample, jitter, reference, step_scaling, "
+        "max_epochs, patience, tolerance, batch_size, restrict_to_brain, seed; see the "
+        "README) applied on top of the preset.",
     ),
     overwrite_option(help="Replace OUT if it holds another job's results."),
     device_option(help="Where to run the CNN."),
@@ -70,11 +71,13 @@ def mask() -> None:
 )
 @click.option(
     "--preset",
-    type=click.Choice(["group", "paper", "small-cohort"]),
+    type=click.Choice(["group", "voxel", "paper", "small-cohort"]),
     default="group",
-    help="group: the defaults (logit, lambda1 = lambda2 = 0.001, patience 5, 150 epochs); "
-    "paper: the paper's lambda1 0.0001 and lambda2 0.01; small-cohort: the paper's "
-    "patience 25 and 300 epochs for a smaller cohort.",
+    help="group: the defaults (a mask 4 times coarser than the images, smoothly "
+    "upsampled, deleting 5 % of the brain; logit score; at most 40 epochs); voxel: the "
+    "previous defaults (a voxel-level mask, lambda1 = lambda2 = 0.001, 150 epochs); paper: "
+    "the paper's voxel-level mask with lambda1 0.0001 and lambda2 0.01; small-cohort: the "
+    "defaults with the paper's patience 25 and 300 epochs for a smaller cohort.",
 )
 @_common
 def group(

@@ -36,6 +36,19 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     )
 
 
+def jitter_shifts(
+    jitter: int, n_batches: int, seed: int, epoch: int
+) -> list[tuple[int, int, int] | None]:
+    """One random shift per mini-batch of ``epoch``, each axis uniform in
+    [-jitter, jitter] voxels, from a generator keyed on (seed, epoch) (resumable); no
+    shift at all when ``jitter`` is 0."""
+    if jitter == 0:
+        return [None] * n_batches
+    rng = np.random.default_rng([seed, epoch, 11])
+    draws = rng.integers(-jitter, jitter + 1, size=(n_batches, 3))
+    return [(int(a), int(b), int(c)) for a, b, c in draws]
+
+
 @dataclass
 class GroupState:
     """A group mask under optimisation: what a checkpoint holds."""
@@ -84,11 +97,16 @@ def evaluate_group_mask(
     """Masking loss of a group mask over a set of images (mean score) and mean P(target)."""
     cfg = explainer.config
     scores, probabilities = [], []
-    for logits in batched_logits(explainer.model, images, mask, mu=cfg.mu, device=explainer.device):
-        scores.append(class_score(logits, target, cfg.score).cpu())
+    mask = explainer.grid_map.full(mask)
+    for logits in batched_logits(
+        explainer.model, images, mask, mu=explainer.mu, device=explainer.device
+    ):
+        scores.append(class_score(logits, target, cfg.score, cfg.margin).cpu())
         probabilities.append(torch.softmax(logits, dim=1)[:, target].cpu())
     with torch.no_grad():
-        size_t, smooth_t, _ = regularisers(mask, cfg)  # once: the mask is shared
+        size_t, smooth_t, _ = regularisers(
+            mask, cfg, explainer.area_brain
+        )  # once: the mask is shared
     size, smooth = float(size_t[0]), float(smooth_t[0])
     score = float(torch.cat(scores).mean())
     return {
@@ -111,10 +129,13 @@ def _train_epoch(
     seen = 0
     batches = [order[i : i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
     label = f"mask epoch {epoch + 1}/{cfg.max_epochs}"
+    shifts = jitter_shifts(cfg.jitter, len(batches), cfg.seed, epoch)
     with Bar(len(batches), label, enabled=explainer.progress) as bar:
-        for idx in batches:
+        for b, idx in enumerate(batches):
             images = x[idx].to(explainer.device, torch.float32, non_blocking=True)
-            size, smooth, score, loss = explainer.group_step(state.mask, state.adam, images, target)
+            size, smooth, score, loss = explainer.group_step(
+                state.mask, state.adam, images, target, shifts[b]
+            )
             if not torch.isfinite(loss):
                 return None
             sums["size"] += size[0].item() * len(idx)
@@ -141,8 +162,10 @@ def _monitor(
         row.update({f"validation_{k}": v for k, v in val.items()})
         monitored = val["total"]
     else:
-        row["train_probability"] = float(np.mean(explainer.probabilities(x, target, state.mask)))
-    row["fraction_below_keep"] = float((state.mask < explainer.config.keep_above).float().mean())
+        full = explainer.grid_map.full(state.mask)
+        row["train_probability"] = float(np.mean(explainer.probabilities(x, target, full)))
+    full = explainer.grid_map.full(state.mask)
+    row["fraction_below_keep"] = float((full < explainer.config.keep_above).float().mean())
     return monitored
 
 
@@ -157,10 +180,10 @@ def optimise_group_mask(
 ) -> PerturbationResult:
     """Train one mask for all of ``x``; resume from ``checkpoint`` when it exists."""
     cfg = explainer.config
-    mask = torch.ones((1, 1, *x.shape[2:]), device=explainer.device)
+    mask = explainer.grid_map.ones(1, explainer.device)
     state = GroupState(
         mask,
-        SlotAdam(mask, cfg.learning_rate),
+        SlotAdam(mask, cfg.learning_rate, scaling=cfg.step_scaling),
         EarlyStopping(cfg.patience, cfg.tolerance),
         mask.detach().clone(),
     )
@@ -192,7 +215,8 @@ def optimise_group_mask(
 def _result(
     explainer: MeaningfulPerturbation, state: GroupState, target: int, stopped: str
 ) -> PerturbationResult:
-    raw = state.best_mask.detach().cpu()
+    with torch.no_grad():
+        raw = explainer.grid_map.full(state.best_mask.detach()).cpu()
     return PerturbationResult(
         threshold(raw, explainer.config.keep_above),
         raw,

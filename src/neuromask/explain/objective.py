@@ -10,8 +10,10 @@ import torch.nn.functional as F
 
 from neuromask.explain.config import MaskConfig
 
+Reference = float | torch.Tensor
 
-def perturb(images: torch.Tensor, masks: torch.Tensor, mu: float) -> torch.Tensor:
+
+def perturb(images: torch.Tensor, masks: torch.Tensor, mu: Reference) -> torch.Tensor:
     """m * X + (1 - m) * mu."""
     return masks * images + (1.0 - masks) * mu
 
@@ -43,19 +45,49 @@ def smoothness_term(masks: torch.Tensor, beta2: float) -> torch.Tensor:
     return total
 
 
+def area_term(
+    masks: torch.Tensor, area: float, weight: float, brain: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The area constraint of extremal perturbations (Fong, Patrick & Vedaldi 2019) and
+    its gradient: ``weight * mean((sort(m) - r)^2)`` over the brain's voxels, where r
+    holds 0 for the lowest ``area`` share of the voxels and 1 for the rest. It is 0 when
+    the mask deletes exactly that share of the brain (m = 0 there, 1 elsewhere),
+    whatever the shape deleted."""
+    b = masks.shape[0]
+    flat = masks.reshape(b, -1)
+    inside = (
+        torch.arange(flat.shape[1], device=masks.device)
+        if brain is None
+        else torch.nonzero(brain.reshape(-1), as_tuple=True)[0]
+    )
+    values = flat[:, inside]
+    n = values.shape[1]
+    k = int(round(area * n))
+    ordered, order = values.sort(dim=1)
+    residual = ordered.clone()
+    residual[:, k:] -= 1.0
+    term = weight * residual.pow(2).mean(1)
+    grad = torch.zeros_like(flat)
+    grad[:, inside] = torch.zeros_like(values).scatter_(1, order, residual * (2 * weight / n))
+    return term, grad.reshape(masks.shape)
+
+
 def regularisers(
-    masks: torch.Tensor, config: MaskConfig
+    masks: torch.Tensor, config: MaskConfig, brain: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Weighted size and smoothness terms per mask, and the gradient of their sum with
     respect to the masks, in closed form (no autograd graph over the voxels).
 
     The gradient is that of :func:`size_term` and :func:`smoothness_term` (checked against
     autograd in the tests); computing it directly keeps a mask step close to the cost of
-    the CNN's forward and input-backward passes.
+    the CNN's forward and input-backward passes. With ``config.area`` > 0 the size term
+    is :func:`area_term` over ``brain`` instead.
     """
     beta1, beta2, eps = config.beta1, config.beta2, config.size_epsilon
     d = (1.0 - masks).clamp_min(0.0)
-    if beta1 < 1:
+    if config.area > 0:
+        size, grad = area_term(masks, config.area, config.area_weight, brain)
+    elif beta1 < 1:
         shifted = d + eps
         size_values = shifted.pow(beta1).sub_(eps**beta1)
         grad = shifted.pow_(beta1 - 1).mul_(-config.lambda1 * beta1)
@@ -65,7 +97,8 @@ def regularisers(
     else:
         size_values = d.pow(beta1)
         grad = d.pow(beta1 - 1).mul_(-config.lambda1 * beta1)
-    size = config.lambda1 * size_values.flatten(1).sum(1)
+    if config.area == 0:
+        size = config.lambda1 * size_values.flatten(1).sum(1)
     smooth = masks.new_zeros(masks.shape[0])
     for axis in (2, 3, 4):
         n = masks.shape[axis]
@@ -83,10 +116,16 @@ def regularisers(
     return size, config.lambda2 * smooth, grad
 
 
-def class_score(logits: torch.Tensor, target: int, score: str) -> torch.Tensor:
-    """f: the target class's softmax probability, log-probability or logit, per image."""
+def class_score(logits: torch.Tensor, target: int, score: str, margin: float = 0.0) -> torch.Tensor:
+    """f: the target class's softmax probability, log-probability or logit, per image; or
+    (``margin``) the hinge ``max(z_target - max_other z, -margin)`` of Carlini & Wagner,
+    which stops rewarding deletion once the CNN prefers another class by ``margin``
+    logits (two classes: P(target) = sigmoid(-margin), 0.047 for a margin of 3)."""
     if score == "logit":
         return logits[:, target]
+    if score == "margin":
+        others = torch.cat([logits[:, :target], logits[:, target + 1 :]], dim=1)
+        return (logits[:, target] - others.max(dim=1).values).clamp_min(-margin)
     log_p = F.log_softmax(logits.float(), dim=1)[:, target]
     return log_p if score == "log_probability" else log_p.exp()
 
@@ -97,6 +136,7 @@ def score_and_gradient(
     masks: torch.Tensor,
     config: MaskConfig,
     target: int,
+    mu: Reference | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-image score f, P(target), and the gradient of sum(f) with respect to the masks.
 
@@ -104,10 +144,11 @@ def score_and_gradient(
     input, then the chain rule d(m X + (1 - m) mu)/dm = X - mu. With one mask shared by
     the batch (group mode), the gradient is summed over the images.
     """
-    delta = images - config.mu
-    perturbed = (delta * masks).add_(config.mu).requires_grad_(True)
+    mu = config.mu if mu is None else mu
+    delta = images - mu
+    perturbed = (delta * masks).add_(mu).requires_grad_(True)
     logits = model(perturbed)
-    score = class_score(logits, target, config.score)
+    score = class_score(logits, target, config.score, config.margin)
     (grad_input,) = torch.autograd.grad(score.sum(), perturbed)
     grad = grad_input.mul_(delta)
     if masks.shape[0] == 1 and images.shape[0] > 1:
@@ -123,15 +164,16 @@ def loss_terms(
     masks: torch.Tensor,
     config: MaskConfig,
     target: int,
+    mu: Reference | None = None,
 ) -> dict[str, torch.Tensor]:
     """The three terms and the total, per image, plus the target-class probability.
 
     ``masks`` may have one entry (a group mask shared by every image) or one per image.
     """
-    logits = model(perturb(images, masks, config.mu))
+    logits = model(perturb(images, masks, config.mu if mu is None else mu))
     size = config.lambda1 * size_term(masks, config.beta1, config.size_epsilon)
     smooth = config.lambda2 * smoothness_term(masks, config.beta2)
-    score = class_score(logits, target, config.score)
+    score = class_score(logits, target, config.score, config.margin)
     total = size + smooth + score
     with torch.no_grad():
         probability = torch.softmax(logits.float(), dim=1)[:, target]

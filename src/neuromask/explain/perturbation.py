@@ -29,6 +29,7 @@ from neuromask.errors import NeuromaskError, ParameterError
 from neuromask.explain.adam import SlotAdam
 from neuromask.explain.config import MaskConfig
 from neuromask.explain.objective import regularisers, score_and_gradient
+from neuromask.explain.parametrisation import MaskGrid
 from neuromask.models.inference import class_probabilities, freeze
 
 
@@ -82,7 +83,10 @@ class MeaningfulPerturbation:
     The model is frozen in place: eval mode (BatchNorm statistics fixed, dropout off) and
     ``requires_grad=False`` on every parameter, so no weight gradient is computed.
     ``brain_mask`` (X, Y, Z, bool), when given and ``config.restrict_to_brain`` is set,
-    keeps the mask at 1 outside the brain.
+    keeps the mask at 1 outside the brain. ``reference`` (X, Y, Z): the image that
+    deleted voxels take, for ``config.reference = "cn_mean"`` (the mean GM map of the
+    cognitively normal training sessions, :func:`cn_reference`); with the default
+    ``"constant"``, deleted voxels take ``config.mu``.
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class MeaningfulPerturbation:
         *,
         device: str | torch.device | None = None,
         brain_mask: torch.Tensor | np.ndarray | None = None,
+        reference: torch.Tensor | np.ndarray | None = None,
         progress: bool = False,
     ) -> None:
         self.config = config or MaskConfig()
@@ -103,6 +108,21 @@ class MeaningfulPerturbation:
         if brain_mask is not None:
             self.brain = torch.as_tensor(np.asarray(brain_mask, dtype=bool), device=self.device)
         self.progress = progress
+        self.mu: float | torch.Tensor = self.config.mu
+        if self.config.reference == "cn_mean":
+            if reference is None:
+                raise ParameterError(
+                    "mask setting reference = 'cn_mean' needs the reference image: pass "
+                    "reference= (the mean GM map of the CN training sessions)"
+                )
+            ref = torch.as_tensor(np.asarray(reference, dtype=np.float32), device=self.device)
+            self.mu = ref.reshape(1, 1, *ref.shape[-3:])
+        elif reference is not None:
+            raise ParameterError(
+                "a reference image was given, but mask setting reference is 'constant'; "
+                "set reference = 'cn_mean' to use it"
+            )
+        self.grid_map = MaskGrid((1, 1, 1))
 
     # ------------------------------------------------------------------ public API
     def attribute(
@@ -128,6 +148,10 @@ class MeaningfulPerturbation:
         from neuromask.explain.sessions import optimise_session_masks
 
         inputs = self._check_inputs(inputs, "inputs")
+        brain = None
+        if self.brain is not None and self.config.restrict_to_brain:
+            brain = self.brain.reshape(1, 1, *self.brain.shape)
+        self.grid_map = MaskGrid(tuple(inputs.shape[2:]), self.config.upsample, brain)
         if mode == "group":
             if validation is not None:
                 validation = self._check_inputs(validation, "validation")
@@ -135,6 +159,11 @@ class MeaningfulPerturbation:
                 self, inputs, target, validation, checkpoint=checkpoint, after_epoch=after_epoch
             )
         elif mode == "session":
+            if self.config.jitter:
+                raise ParameterError(
+                    "mask setting jitter applies to group masks only; set jitter = 0 for "
+                    "session masks"
+                )
             result = optimise_session_masks(self, inputs, target, on_mask_done)
         else:
             raise ParameterError(f"attribute: mode must be 'group' or 'session', got {mode!r}")
@@ -153,34 +182,54 @@ class MeaningfulPerturbation:
             images,
             masks,
             target=target,
-            mu=self.config.mu,
+            mu=self.mu,
             batch_size=batch_size,
             device=self.device,
         )
 
     def group_step(
-        self, mask: torch.Tensor, adam: SlotAdam, images: torch.Tensor, target: int
+        self,
+        mask: torch.Tensor,
+        adam: SlotAdam,
+        images: torch.Tensor,
+        target: int,
+        shift: tuple[int, int, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One optimisation step of a shared mask on a batch of images.
+        """One optimisation step of a shared mask (its variables, see
+        :class:`~neuromask.explain.parametrisation.MaskGrid`) on a batch of images.
 
-        Returns the size and smoothness terms, the per-image scores and the loss (before
-        the step). A non-finite loss leaves the mask untouched.
+        ``shift``: voxels by which the images (and a reference image) are rolled against
+        the mask for this step (jitter). Returns the size and smoothness terms, the
+        per-image scores and the loss (before the step). A non-finite loss leaves the
+        mask untouched.
         """
         cfg = self.config
-        score, _, score_grad = score_and_gradient(self.model, images, mask, cfg, target)
-        size, smooth, grad = regularisers(mask, cfg)
+        full = self.grid_map.full(mask)
+        mu = self.mu
+        if shift is not None and any(shift):
+            images = torch.roll(images, shift, dims=(2, 3, 4))
+            if isinstance(mu, torch.Tensor):
+                mu = torch.roll(mu, shift, dims=(2, 3, 4))
+        score, _, score_grad = score_and_gradient(self.model, images, full, cfg, target, mu)
+        size, smooth, grad = regularisers(full, cfg, self.area_brain)
         loss = size[0] + smooth[0] + score.mean()
         if torch.isfinite(loss):
             grad.add_(score_grad, alpha=1.0 / images.shape[0])
-            adam.step(grad)
+            adam.step(self.grid_map.pull_back(mask, grad))
             self.project(mask)
         return size, smooth, score, loss
 
+    @property
+    def area_brain(self) -> torch.Tensor | None:
+        """The voxels over which an area constraint counts (the brain, when restricted)."""
+        return self.brain if self.config.restrict_to_brain else None
+
     @torch.no_grad()
     def project(self, masks: torch.Tensor) -> None:
-        """Clamp masks to [0, 1] and, with a brain mask, keep them at 1 outside it."""
+        """Clamp masks (their variables) to [0, 1] and, with a brain mask, keep them at 1
+        outside it (a coarse mask is kept at 1 there when upsampled)."""
         masks.clamp_(0.0, 1.0)
-        if self.brain is not None and self.config.restrict_to_brain:
+        if self.grid_map.is_identity and self.brain is not None and self.config.restrict_to_brain:
             masks.masked_fill_(~self.brain.expand_as(masks), 1.0)
 
     def _check_inputs(self, inputs: torch.Tensor, name: str) -> torch.Tensor:
@@ -191,6 +240,11 @@ class MeaningfulPerturbation:
             raise ParameterError(f"attribute: {name} must be a tensor (N, 1, X, Y, Z), got {shape}")
         if inputs.shape[0] == 0:
             raise ParameterError(f"attribute: {name} holds no image")
+        mu = self.mu
+        if isinstance(mu, torch.Tensor) and tuple(mu.shape[2:]) != tuple(inputs.shape[2:]):
+            raise ParameterError(
+                f"attribute: the reference image {tuple(mu.shape[2:])} differs from the images' grid {tuple(inputs.shape[2:])}"
+            )
         if self.brain is not None and tuple(self.brain.shape) != tuple(inputs.shape[2:]):
             raise ParameterError(
                 f"attribute: brain_mask {tuple(self.brain.shape)} differs from the images' grid {tuple(inputs.shape[2:])}"

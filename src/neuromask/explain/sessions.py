@@ -54,14 +54,15 @@ def _step(
     """Scores, terms and gradient of the active slots' masks (before any update)."""
     active = [s for s, slot in enumerate(slots) if slot is not None]
     images = x[[slots[s].image for s in active]].to(explainer.device, torch.float32)  # type: ignore[union-attr]
-    current = masks[active]
+    variables = masks[active]
+    current = explainer.grid_map.full(variables)
     score, probability, score_grad = score_and_gradient(
-        explainer.model, images, current, explainer.config, target
+        explainer.model, images, current, explainer.config, target, explainer.mu
     )
-    size, smooth, grad = regularisers(current, explainer.config)
+    size, smooth, grad = regularisers(current, explainer.config, explainer.area_brain)
     grad.add_(score_grad)
     full_grad = torch.zeros_like(masks)
-    full_grad[active] = grad
+    full_grad[active] = explainer.grid_map.pull_back(variables, grad)
     terms = {
         "total": size + smooth + score,
         "size": size,
@@ -101,8 +102,8 @@ def optimise_session_masks(
     cfg = explainer.config
     n, spatial = x.shape[0], x.shape[2:]
     n_slots = min(cfg.batch_size, n)
-    masks = torch.ones((n_slots, 1, *spatial), device=explainer.device)
-    adam = SlotAdam(masks, cfg.learning_rate)
+    masks = explainer.grid_map.ones(n_slots, explainer.device)
+    adam = SlotAdam(masks, cfg.learning_rate, scaling=cfg.step_scaling)
     slots: list[_Slot | None] = [None] * n_slots
     best_masks = torch.ones((n, 1, *spatial))
     records: list[dict[str, Any]] = [{} for _ in range(n)]
@@ -123,7 +124,8 @@ def optimise_session_masks(
                 slot = slots[s]
                 assert slot is not None
                 if _track(slot, float(totals[j]), terms, j, cfg.max_epochs):
-                    best_masks[slot.image] = masks[s].cpu()
+                    with torch.no_grad():
+                        best_masks[slot.image] = explainer.grid_map.full(masks[s : s + 1])[0].cpu()
                 if slot.stopped:
                     finished.append(s)
             adam.step(full_grad, [s for s in active if s not in finished])

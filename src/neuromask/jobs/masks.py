@@ -75,12 +75,17 @@ def _claim(
 def _explainer(
     trained: TrainedModel, inputs: MaskInputs, config: MaskConfig, progress: bool
 ) -> MeaningfulPerturbation:
-    """The explainer of ``inputs``, with the brain mask of their images."""
+    """The explainer of ``inputs``, with the brain mask of their images and, for
+    ``reference = "cn_mean"``, the mean CN map of the model's training sessions."""
+    reference = None
+    if config.reference == "cn_mean":
+        reference = trained.training_cn_reference(progress=progress)
     return MeaningfulPerturbation(
         trained.model,
         config,
         device=trained.device,
         brain_mask=brain_mask_of(inputs.data.images),
+        reference=reference,
         progress=progress,
     )
 
@@ -175,6 +180,8 @@ def _write_group_outputs(
     mask = result.masks[0, 0].numpy()
     save_volume(out / "mask.nii.gz", mask, grid)
     save_volume(out / "mask_raw.nii.gz", result.raw_masks[0, 0].numpy(), grid)
+    if isinstance(explainer.mu, torch.Tensor):
+        save_volume(out / "reference.nii.gz", explainer.mu[0, 0].cpu().numpy(), grid)
     write_tsv(result.history, out / "history.tsv")
     selection = train.selection.assign(used_for="training")
     if validation is not None:
@@ -216,9 +223,9 @@ def image_losses(
     config = config or explainer.config
     scores, probabilities = [], []
     for logits in batched_logits(
-        explainer.model, inputs.images, mask, mu=config.mu, device=explainer.device
+        explainer.model, inputs.images, mask, mu=explainer.mu, device=explainer.device
     ):
-        scores.append(class_score(logits, AD, config.score).cpu())
+        scores.append(class_score(logits, AD, config.score, config.margin).cpu())
         probabilities.append(torch.softmax(logits, dim=1)[:, AD].cpu())
     score = torch.cat(scores).numpy()
     median = float(np.median(score))

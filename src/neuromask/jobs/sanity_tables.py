@@ -10,6 +10,7 @@ import pandas as pd
 
 from neuromask.io.atlas import Atlas
 from neuromask.jobs.sanity_maps import Explanation, SanityConfig
+from neuromask.metrics.coherence import coherence
 from neuromask.metrics.localization import GroundTruth
 from neuromask.metrics.similarity import cosine, inter_subject_similarity, roi_vector, spearman
 
@@ -66,6 +67,7 @@ def _method_row(
             mass_accuracy=s.mass_accuracy,
             top_rois=", ".join(s.top_rois),
         )
+    row["coherence"] = coherence(np.abs(trained.group), atlas.labels > 0).coherence
     row.update(faithfulness or {})
     assert trained.per_image is not None
     inter = inter_subject_similarity(trained.per_image)

@@ -103,6 +103,37 @@ def load_ad_sessions(
     )
 
 
+def cn_reference(
+    trained: TrainedModel,
+    caps: str | os.PathLike[str],
+    tsv: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """The mean GM map (X, Y, Z) of the cognitively normal sessions of ``tsv``, normalised
+    as the model's inputs are: the healthy reference that deleted voxels take with mask
+    setting ``reference = "cn_mean"``."""
+    sessions = read_participants(tsv)
+    cn = sessions[sessions["diagnosis"] == "CN"].reset_index(drop=True)
+    if cn.empty:
+        raise NoSessionToMaskError(
+            f"{tsv} holds no CN session: the 'cn_mean' reference needs cognitively normal sessions"
+        )
+    data = load_gm_maps(
+        caps,
+        cn,
+        dartel_group=trained.record.get("dartel_group"),
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    grid = model_grid(trained.record)
+    if grid is not None:
+        grid.require_match(data.grid, what=f"The data of {tsv}", reference="the model's grid")
+    images = normalize_images(np.asarray(data.images), trained.record["train"]["normalization"])
+    return np.asarray(images, dtype=np.float32).mean(axis=0)
+
+
 @dataclass
 class TrainedModel:
     """A run folder's CNN (frozen, on its device) and its record (``config.json``)."""
@@ -143,6 +174,17 @@ class TrainedModel:
         return load_ad_sessions(
             self.model, self.record, caps, tsv, cache_dir=cache_dir, progress=progress
         )
+
+    def training_cn_reference(
+        self, *, cache_dir: str | os.PathLike[str] | None = None, progress: bool = False
+    ) -> np.ndarray:
+        """:func:`cn_reference` of the CN sessions this model was trained on (its split's
+        training table)."""
+        from neuromask.io.layout import SplitLayout
+
+        caps, split_dir, split = self.training_paths()
+        tsv = SplitLayout(split_dir).fold_tsv(split, "train")
+        return cn_reference(self, caps, tsv, cache_dir=cache_dir, progress=progress)
 
     def validation_ad_sessions(
         self, *, cache_dir: str | os.PathLike[str] | None = None, progress: bool = True

@@ -23,8 +23,9 @@ def freeze(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return model
 
 
-def perturb(images: torch.Tensor, masks: torch.Tensor, mu: float) -> torch.Tensor:
-    """m * X + (1 - m) * mu (the masked image of meaningful perturbation)."""
+def perturb(images: torch.Tensor, masks: torch.Tensor, mu: float | torch.Tensor) -> torch.Tensor:
+    """m * X + (1 - m) * mu (the masked image of meaningful perturbation); ``mu`` is a
+    constant or a reference image broadcastable against the images."""
     return masks * images + (1.0 - masks) * mu
 
 
@@ -33,7 +34,7 @@ def batched_logits(
     images: torch.Tensor,
     masks: torch.Tensor | None = None,
     *,
-    mu: float = 1.0,
+    mu: float | torch.Tensor = 1.0,
     batch_size: int = 8,
     indices: np.ndarray | None = None,
     device: torch.device | None = None,
@@ -57,7 +58,8 @@ def batched_logits(
             x = x.to(device=device, dtype=torch.float32, non_blocking=True)
             if masks is not None:
                 m = masks if masks.shape[0] == 1 else masks[start : start + batch_size]
-                x = perturb(x, m.to(device), mu)
+                ref = mu.to(device) if isinstance(mu, torch.Tensor) else mu
+                x = perturb(x, m.to(device), ref)
             yield model(x).float()
 
 
@@ -67,7 +69,7 @@ def class_probabilities(
     masks: torch.Tensor | None = None,
     *,
     target: int | None = None,
-    mu: float = 1.0,
+    mu: float | torch.Tensor = 1.0,
     batch_size: int = 8,
     indices: np.ndarray | None = None,
     device: torch.device | None = None,

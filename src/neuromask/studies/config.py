@@ -79,7 +79,9 @@ class GridConfig:
     fixed_lambda2: float = 0.01
 
     def settings(self, base: MaskConfig) -> list[tuple[str, float, MaskConfig]]:
-        """(parameter, value, mask settings) for every point of the grid."""
+        """(parameter, value, mask settings) for every point of the grid. The grid varies
+        the paper's size term, so its points run without the area constraint that
+        replaces it by default (``area = 0``); the other settings are ``base``'s."""
         partners = {
             "beta1": {"beta2": self.fixed_beta2},
             "beta2": {"beta1": self.fixed_beta1},
@@ -89,9 +91,8 @@ class GridConfig:
         out = []
         for name, fixed in partners.items():
             for value in getattr(self, name):
-                out.append(
-                    (name, float(value), dataclasses.replace(base, **fixed, **{name: float(value)}))  # type: ignore[arg-type]
-                )
+                fields: dict[str, Any] = {"area": 0.0, **fixed, name: float(value)}
+                out.append((name, float(value), dataclasses.replace(base, **fields)))
         return out
 
 
@@ -153,6 +154,13 @@ def study_config_from_mapping(data: dict[str, Any], source: str) -> StudyConfig:
         raise ConfigError(f"{source}: [data] needs caps and split_dir (or synthetic = true)")
     if config.study.folds < 1 or config.study.runs < 1:
         raise ConfigError(f"{source}: [study] folds and runs must be at least 1")
+    for name in ("mask", "independent_mask", "session_mask"):
+        if getattr(config, name).reference != "constant":
+            raise ConfigError(
+                f"{source}: [{name}] reference must be 'constant' in a study: its "
+                "cross-applied CNN probabilities fill deleted voxels with mu; the CN "
+                "reference is for `neuromask mask` jobs"
+            )
     return config
 
 

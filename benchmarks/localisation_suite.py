@@ -1,0 +1,224 @@
+"""Does the default group mask show what the CNN uses? Every method on five fresh cohorts.
+
+Usage: python benchmarks/localisation_suite.py OUT [--cohorts NAME,NAME] [--jobs 2]
+
+Each cohort is made, quality-checked, split and trained through the `neuromask`
+command, as a user would (`synth`, `qc`, `split`, `train --split 0`); its group masks too
+(`neuromask mask group ... --preset group` and `--preset voxel`, the previous
+defaults, both capped at 40 epochs). The baselines (occlusion with cubes of 24 mm,
+integrated gradients with 16 steps, AAL2 ROI ablation) run through the library on the
+first six correctly classified validation AD sessions, which also score every map:
+
+- localisation against the ground truth (`neuromask localize`'s scores; k = the number
+  of truly atrophied ROIs; voxel truth for the blob cohort);
+- coherence (`neuromask.metrics.coherence`: share of the top 5 % of brain voxels in
+  the 5 largest connected components);
+- deletion, insertion and ROAD areas (`neuromask.metrics.faithfulness`);
+- P(AD) of the masked validation sessions (masks only), and wall time.
+
+The cohorts use seeds 201 to 205. Seeds 101 to 103 were used to choose the defaults
+(`benchmarks/mask_levers.py`) and are not used here. Every step resumes: rerun the same
+command after an interruption. Prints one table per cohort and the mean ± SD over them,
+as Markdown, and writes OUT/suite.tsv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+COMMON = ["--subjects-per-class", "40", "--sessions", "1", "2"]
+COHORTS: dict[str, list[str]] = {
+    "rois": ["--seed", "201", "--atrophy-rois", "random:4"],
+    "blobs": ["--seed", "202", "--atrophy-blobs", "4"],
+    "weak": ["--seed", "203", "--atrophy-rois", "random:4", "--atrophy-strength", "0.2"],
+    "heterogeneous": [
+        "--seed",
+        "204",
+        "--atrophy-rois",
+        "random:4",
+        "--atrophy-heterogeneity",
+        "0.5",
+    ],
+    "fine": [
+        "--seed",
+        "205",
+        "--atrophy-rois",
+        "random:4",
+        "--voxel-size",
+        "1.5",
+        "--subjects-per-class",
+        "20",
+        "--sessions",
+        "1",
+        "1",
+    ],
+}
+MASKS = ("group", "voxel")
+BASELINES = ("occlusion", "integrated_gradients", "roi_ablation")
+IMAGES = 6
+
+
+def neuromask(*args: str | Path) -> None:
+    """One `neuromask` command, on one thread (the cohorts run side by side)."""
+    command = [sys.executable, "-m", "neuromask", *map(str, args)]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("SUITE_THREADS", "1")}
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
+
+
+def prepare(folder: Path, options: list[str]) -> None:
+    """synth, qc, split and train split 0 through the command line (each skipped when
+    done; `train` resumes by itself)."""
+    synth, qc, split = folder / "synth", folder / "qc", folder / "split"
+    if not (synth / "ground_truth" / "synth.json").is_file():
+        neuromask("synth", synth, *COMMON, *options, "-q", "--overwrite")
+    if not (qc / "qc.json").is_file():
+        neuromask("qc", synth / "caps", synth / "participants.tsv", qc, "--overwrite")
+    if not (split / "split.json").is_file():
+        neuromask(
+            "split", qc / "pass.tsv", split, "--test-subjects-per-class", "6", "--folds", "3",
+            "--overwrite",
+        )  # fmt: skip
+    if not (folder / "models" / "split-0" / "run-0" / "validation_metrics.json").is_file():
+        neuromask("train", synth / "caps", split, folder / "models", "--split", "0", "-q")
+
+
+def mask(folder: Path, preset: str) -> tuple[Path, float]:
+    """`neuromask mask group` with ``preset`` (40 epochs at most); its folder and time."""
+    out = folder / f"mask-{preset}"
+    timing = out.parent / f"mask-{preset}.seconds"
+    if not (out / "result.json").is_file():
+        settings = folder / f"mask-{preset}.toml"
+        settings.write_text("max_epochs = 40\n")
+        tic = time.perf_counter()
+        neuromask(
+            "mask", "group", folder / "models" / "split-0" / "run-0", folder / "synth" / "caps",
+            folder / "split" / "split-0" / "train.tsv", out, "--preset", preset,
+            "--config", settings, "-q", "--overwrite",
+        )  # fmt: skip
+        timing.write_text(f"{time.perf_counter() - tic:.1f}")
+    return out, float(timing.read_text())
+
+
+def score_cohort(name: str, root: Path) -> pd.DataFrame:
+    """Every method's scores on one cohort (cached in its folder as scores.tsv)."""
+    import torch
+
+    from neuromask.explain.baselines import attribute
+    from neuromask.io.atlas import load_aal2
+    from neuromask.io.nifti import load_volume
+    from neuromask.jobs.trained_model import TrainedModel, brain_mask_of
+    from neuromask.metrics.coherence import coherence
+    from neuromask.metrics.faithfulness import faithfulness_curves
+    from neuromask.metrics.localization import read_ground_truth
+
+    torch.set_num_threads(1)
+    folder = root / name
+    cached = folder / "scores.tsv"
+    if cached.is_file():
+        return pd.read_csv(cached, sep="\t")
+    prepare(folder, COHORTS[name])
+    trained = TrainedModel.open(folder / "models" / "split-0" / "run-0", "cpu")
+    val, _ = trained.validation_ad_sessions(progress=False)
+    grid = val.data.grid
+    atlas = load_aal2(grid)
+    truth = read_ground_truth(folder / "synth" / "ground_truth", grid)
+    brain = brain_mask_of(val.data.images)
+    x = val.images[:IMAGES]
+    voxel_mm = float(np.mean(grid.voxel_size))
+    window = max(1, round(24 / voxel_mm))
+
+    def row(method: str, relevance: np.ndarray, seconds: float, p_ad: float) -> dict:
+        s = truth.scores(relevance, atlas, k=len(truth.rois), kind="attribution")
+        curves = faithfulness_curves(trained.model, x, relevance, brain)
+        return {
+            "cohort": name,
+            "method": method,
+            "voxel_auc": s.voxel_auc,
+            "precision_at_k": s.roi_precision_at_k,
+            "recall_at_k": s.roi_recall_at_k,
+            "mass_accuracy": s.mass_accuracy,
+            "coherence": coherence(relevance, brain).coherence,
+            **curves.areas(),
+            "p_ad_masked": p_ad,
+            "seconds": seconds,
+        }
+
+    rows = []
+    for preset in MASKS:
+        out, seconds = mask(folder, preset)
+        m = load_volume(out / "mask.nii.gz")[0]
+        result = json.loads((out / "result.json").read_text())
+        rows.append(row(f"mask ({preset})", 1 - m, seconds, result["validation_mean_p_ad_masked"]))
+    for method in BASELINES:
+        tic = time.perf_counter()
+        maps = attribute(method, trained.model, x, atlas_labels=atlas.labels, window=window)
+        seconds = time.perf_counter() - tic
+        rows.append(row(method, maps.abs().mean(0)[0].numpy(), seconds, float("nan")))
+    table = pd.DataFrame(rows)
+    table.to_csv(cached, sep="\t", index=False)
+    return table
+
+
+COLUMNS = {
+    "voxel_auc": "voxel AUC",
+    "precision_at_k": "precision@k",
+    "recall_at_k": "recall@k",
+    "mass_accuracy": "mass",
+    "coherence": "coherence",
+    "insertion_auc": "insertion ↑",
+    "road_auc": "ROAD ↓",
+    "deletion_auc": "deletion ↓",
+    "p_ad_masked": "masked P(AD)",
+    "seconds": "time (s)",
+}
+
+
+def markdown(table: pd.DataFrame) -> str:
+    grouped = table.groupby("method", sort=False)
+    mean, sd = grouped[list(COLUMNS)].mean(), grouped[list(COLUMNS)].std()
+    lines = ["| method | " + " | ".join(COLUMNS.values()) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for method in mean.index:
+        cells = [
+            "–"
+            if np.isnan(mean.loc[method, c])
+            else f"{mean.loc[method, c]:.3g} ± {sd.loc[method, c]:.2g}"
+            for c in COLUMNS
+        ]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--cohorts", default=",".join(COHORTS))
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    names = [n for n in args.cohorts.split(",") if n]
+    unknown = set(names) - set(COHORTS)
+    if unknown:
+        parser.error(f"unknown cohorts {sorted(unknown)}; valid: {', '.join(COHORTS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(args.jobs) as pool:
+        tables = list(pool.map(score_cohort, names, [args.out] * len(names)))
+    table = pd.concat(tables, ignore_index=True)
+    table.to_csv(args.out / "suite.tsv", sep="\t", index=False)
+    for name, part in table.groupby("cohort", sort=False):
+        print(f"\n## {name}\n")
+        print(part.drop(columns="cohort").round(3).to_string(index=False))
+    print(f"\n## mean ± SD over {len(names)} cohorts\n")
+    print(markdown(table))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Which mask settings localise best? Every lever of issue 13 on tuning cohorts.
+
+Usage: python benchmarks/mask_levers.py OUT.tsv COHORT [COHORT ...]
+           [--setting NAME:key=value,key=value ...] [--images 6] [--baselines]
+
+Each COHORT folder holds what `neuromask synth | qc | split | train --split 0` wrote
+(synth/, split/, models/split-0/run-0/); `benchmarks/localisation_suite.py` makes them.
+For every cohort and setting it trains a group mask on the correctly classified AD
+sessions of split 0's training set, with its validation set for early stopping, and
+scores it on the validation AD sessions: localisation against the ground truth (k = the
+number of truly atrophied ROIs), coherence, insertion / deletion / ROAD areas, masked
+P(AD) and wall time. ``--baselines`` adds occlusion, integrated gradients and ROI
+ablation (run once per cohort, cached in the cohort folder). The cohorts used here must
+not be those of the reported suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from neuromask.explain import MeaningfulPerturbation, mask_preset
+from neuromask.explain.baselines import attribute
+from neuromask.io.atlas import load_aal2
+from neuromask.jobs.trained_model import TrainedModel, brain_mask_of, cn_reference
+from neuromask.metrics.coherence import coherence
+from neuromask.metrics.faithfulness import faithfulness_curves
+from neuromask.metrics.localization import read_ground_truth
+from neuromask.runtime import tune_allocator
+
+BASELINES = ("occlusion", "integrated_gradients", "roi_ablation")
+
+
+def parse_setting(text: str) -> tuple[str, dict[str, object]]:
+    name, _, body = text.partition(":")
+    fields: dict[str, object] = {}
+    for item in filter(None, body.split(",")):
+        key, value = item.split("=")
+        for cast in (int, float):
+            try:
+                fields[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            fields[key] = {"true": True, "false": False}.get(value, value)
+    return name, fields
+
+
+def score_map(relevance, model, val, brain, atlas, truth, mu=1.0) -> dict[str, float]:
+    s = truth.scores(relevance, atlas, k=len(truth.rois), kind="attribution")
+    c = coherence(relevance, brain)
+    curves = faithfulness_curves(model, val, relevance, brain, reference=1.0)
+    return {
+        "voxel_auc": s.voxel_auc,
+        "precision_at_k": s.roi_precision_at_k,
+        "recall_at_k": s.roi_recall_at_k,
+        "mass_accuracy": s.mass_accuracy,
+        "coherence": c.coherence,
+        "components": c.components,
+        **curves.areas(),
+    }
+
+
+def run_cohort(
+    cohort: Path, settings, images: int, baselines: bool, train_images: int = 0
+) -> list[dict]:
+    run = cohort / "models" / "split-0" / "run-0"
+    trained = TrainedModel.open(run, "cpu")
+    caps = cohort / "synth" / "caps"
+    train = trained.ad_sessions(caps, cohort / "split" / "split-0" / "train.tsv", progress=False)
+    val = trained.ad_sessions(caps, cohort / "split" / "split-0" / "validation.tsv", progress=False)
+    grid = train.data.grid
+    atlas = load_aal2(grid)
+    truth = read_ground_truth(cohort / "synth" / "ground_truth", grid)
+    brain = brain_mask_of(train.data.images)
+    reference = cn_reference(trained, caps, cohort / "split" / "split-0" / "train.tsv")
+    x_val = val.images[:images]
+    x_train = train.images[:train_images] if train_images else train.images
+    rows = []
+    for name, fields in settings:
+        base = fields.pop("preset", "group")
+        config = dataclasses.replace(mask_preset(str(base)), **fields)
+        explainer = MeaningfulPerturbation(
+            trained.model,
+            config,
+            brain_mask=brain,
+            reference=reference if config.reference == "cn_mean" else None,
+        )
+        tic = time.perf_counter()
+        masks, result = explainer.attribute(x_train, 1, validation=val.images)
+        seconds = time.perf_counter() - tic
+        m = masks[0, 0].numpy()
+        p = float(np.mean(explainer.probabilities(val.images, 1, masks)))
+        row = {
+            "cohort": cohort.name,
+            "method": name,
+            **score_map(1 - m, trained.model, x_val, brain, atlas, truth),
+            "p_ad_masked": p,
+            "deleted": float((m < 0.5).mean()),
+            "epochs": len(result.history),
+            "seconds": seconds,
+        }
+        print(pd.DataFrame([row]).round(3).to_string(index=False, header=not rows), flush=True)
+        rows.append(row)
+    if baselines:
+        for method in BASELINES:
+            cache = cohort / f"baseline_{method}_{images}.npy"
+            tic = time.perf_counter()
+            if cache.is_file():
+                relevance = np.load(cache)
+                seconds = float("nan")
+            else:
+                maps = attribute(method, trained.model, x_val, atlas_labels=atlas.labels, window=8)
+                relevance = maps.abs().mean(0)[0].numpy()
+                seconds = time.perf_counter() - tic
+                np.save(cache, relevance)
+            row = {
+                "cohort": cohort.name,
+                "method": method,
+                **score_map(relevance, trained.model, x_val, brain, atlas, truth),
+                "p_ad_masked": float("nan"),
+                "seconds": seconds,
+            }
+            print(pd.DataFrame([row]).round(3).to_string(index=False, header=False), flush=True)
+            rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("cohorts", type=Path, nargs="+")
+    parser.add_argument("--setting", action="append", default=[])
+    parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--baselines", action="store_true")
+    parser.add_argument("--train-images", type=int, default=0, help="only the first N (0: all)")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tune_allocator()
+    torch.manual_seed(0)
+    settings = [parse_setting(s) for s in args.setting] or [("default", {})]
+    rows = []
+    for cohort in args.cohorts:
+        rows += run_cohort(
+            cohort,
+            [(n, dict(f)) for n, f in settings],
+            args.images,
+            args.baselines,
+            args.train_images,
+        )
+    table = pd.DataFrame(rows)
+    table.to_csv(args.out, sep="\t", index=False)
+    summary = table.drop(columns=["cohort"]).groupby("method", sort=False).mean()
+    print(summary.round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()

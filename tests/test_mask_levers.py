@@ -1,0 +1,186 @@
+"""The levers of mask localisation (issue 13): margin score, coarse masks, area constraint,
+mask-level step scaling, jitter, the CN reference, and the coherence measure."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import PLANTED_SHAPE as SHAPE
+from neuromask.errors import ParameterError
+from neuromask.explain import MaskConfig, MeaningfulPerturbation, mask_preset
+from neuromask.explain.adam import SlotAdam
+from neuromask.explain.group import jitter_shifts
+from neuromask.explain.objective import area_term, class_score
+from neuromask.explain.parametrisation import MaskGrid
+from neuromask.metrics.coherence import coherence
+
+
+def test_margin_score_stops_rewarding_once_the_cnn_is_fooled():
+    logits = torch.tensor([[0.0, 5.0], [0.0, -1.0], [0.0, -7.0]], requires_grad=True)
+    score = class_score(logits, 1, "margin", margin=3.0)
+    assert score.tolist() == [5.0, -1.0, -3.0]
+    score.sum().backward()
+    assert logits.grad is not None
+    assert logits.grad[2].abs().sum() == 0  # fooled by more than the margin: no pull
+    assert logits.grad[0].tolist() == [-1.0, 1.0]
+
+
+def test_area_term_matches_autograd_and_is_zero_at_the_exact_area():
+    gen = torch.Generator().manual_seed(0)
+    masks = torch.rand((2, 1, 4, 5, 6), generator=gen, dtype=torch.float64, requires_grad=True)
+    brain = torch.rand((4, 5, 6), generator=gen) > 0.3
+    term, grad = area_term(masks.detach(), 0.2, 3.0, brain)
+    values = masks.reshape(2, -1)[:, brain.reshape(-1)]
+    ordered, _ = values.sort(1)
+    target = torch.ones_like(ordered)
+    target[:, : round(0.2 * ordered.shape[1])] = 0
+    expected = 3.0 * (ordered - target).pow(2).mean(1)
+    expected.sum().backward()
+    assert torch.allclose(term, expected) and torch.allclose(grad, masks.grad)
+    assert (grad.reshape(2, -1)[:, ~brain.reshape(-1)] == 0).all()
+    exact = torch.ones((1, 1, 10, 1, 1))
+    exact[0, 0, 7:] = 0  # 3 of 10 deleted: any shape of that area costs nothing
+    assert float(area_term(exact, 0.3, 1.0)[0][0]) == 0.0
+
+
+def test_coarse_mask_is_smooth_keeps_the_outside_and_pulls_back_its_adjoint():
+    brain = torch.zeros((1, 1, 9, 10, 11), dtype=torch.bool)
+    brain[..., 1:8, 1:9, 1:10] = True
+    grid = MaskGrid((9, 10, 11), 4, brain)
+    assert grid.coarse_shape == (3, 3, 3)
+    variables = torch.rand((2, 1, 3, 3, 3), dtype=torch.float64)
+    full = grid.full(variables)
+    assert full.shape == (2, 1, 9, 10, 11)
+    assert (full[:, :, ~brain[0, 0]] == 1).all()
+    assert float(full.min()) >= 0 and float(full.max()) <= 1
+    # inside, neighbouring voxels differ by far less than the coarse variables do
+    smooth = MaskGrid((9, 10, 11), 4).full(variables)
+    spread = float(variables.max() - variables.min())
+    assert all(float(smooth.diff(dim=d).abs().max()) <= spread / 4 + 1e-9 for d in (2, 3, 4))
+    g = torch.randn_like(full)
+    leaf = variables.clone().requires_grad_(True)
+    (grid.full(leaf) * g).sum().backward()
+    assert torch.allclose(grid.pull_back(variables, g), leaf.grad)
+    same = MaskGrid((9, 10, 11))
+    assert same.is_identity and same.full(full) is full and same.pull_back(full, g) is g
+
+
+def test_mask_step_scaling_keeps_relative_sizes_and_ignores_the_loss_scale():
+    steps = []
+    for scale in (1.0, 1000.0):
+        param = torch.full((1, 4), 0.5)
+        adam = SlotAdam(param, lr=0.1, scaling="mask")
+        adam.step(torch.tensor([[1.0, 0.1, 0.0, -1.0]]) * scale)
+        steps.append(0.5 - param)
+    assert torch.allclose(steps[0], steps[1])
+    assert torch.allclose(steps[0][0, 1], steps[0][0, 0] / 10)
+    assert float(steps[0][0, 2]) == 0.0
+    voxel = torch.full((1, 4), 0.5)
+    SlotAdam(voxel, lr=0.1).step(torch.tensor([[1.0, 0.1, 0.0, -1.0]]))
+    assert torch.allclose(0.5 - voxel[0, 1], 0.5 - voxel[0, 0])  # per voxel: same step
+
+
+def test_jitter_shifts_are_bounded_seeded_and_off_at_zero():
+    a = jitter_shifts(2, 50, seed=1, epoch=3)
+    assert a == jitter_shifts(2, 50, seed=1, epoch=3) != jitter_shifts(2, 50, seed=1, epoch=4)
+    assert all(s is not None and max(abs(v) for v in s) <= 2 for s in a)
+    assert jitter_shifts(0, 3, 1, 0) == [None, None, None]
+
+
+def test_coherence_tells_regions_from_speckle():
+    brain = np.ones((20, 20, 20), bool)
+    regions = np.zeros((20, 20, 20))
+    regions[2:6, 2:6, 2:6] = 1.0
+    regions[12:16, 12:16, 12:16] = 0.5
+    c = coherence(regions, brain, fraction=0.016, n=2)
+    assert c.components == 2 and c.voxels == 128 and c.coherence == 1.0
+    speckle = np.zeros(8000)
+    speckle[np.random.default_rng(0).choice(8000, 128, replace=False)] = 1.0
+    assert coherence(speckle.reshape(20, 20, 20), brain, fraction=0.016, n=2).coherence < 0.2
+    assert np.isnan(coherence(np.zeros((20, 20, 20)), brain).coherence)
+    with pytest.raises(ParameterError, match="fraction"):
+        coherence(regions, brain, fraction=0.0)
+    with pytest.raises(ParameterError, match="one 3D grid"):
+        coherence(regions, brain[:5])
+
+
+def test_reference_image_is_required_checked_and_refused_when_unused(planted_model):
+    model, train, _ = planted_model
+    with pytest.raises(ParameterError, match="needs the reference image"):
+        MeaningfulPerturbation(model, MaskConfig(reference="cn_mean"))
+    with pytest.raises(ParameterError, match="reference is 'constant'"):
+        MeaningfulPerturbation(model, MaskConfig(), reference=np.ones(SHAPE))
+    wrong = MeaningfulPerturbation(
+        model, MaskConfig(reference="cn_mean"), reference=np.ones((3, 3, 3))
+    )
+    with pytest.raises(ParameterError, match="reference image"):
+        wrong.attribute(train, 1)
+    with pytest.raises(ParameterError, match="jitter applies to group masks"):
+        MeaningfulPerturbation(model, MaskConfig(jitter=1)).attribute(train, 1, mode="session")
+
+
+def test_cn_reference_of_ones_equals_the_constant_one(planted_model):
+    model, train, validation = planted_model
+    config = MaskConfig(max_epochs=3, seed=2)
+    constant, _ = MeaningfulPerturbation(model, config).attribute(train, 1, validation=validation)
+    ref = MeaningfulPerturbation(
+        model, dataclasses.replace(config, reference="cn_mean"), reference=np.ones(SHAPE)
+    )
+    same, _ = ref.attribute(train, 1, validation=validation)
+    assert torch.allclose(constant, same, atol=1e-6)
+
+
+def test_coarse_area_mask_with_jitter_resumes_to_the_same_mask(planted_model, tmp_path):
+    model, train, validation = planted_model
+    config = MaskConfig(area=0.1, upsample=2, jitter=1, max_epochs=4, patience=4, batch_size=4)
+    straight, _ = MeaningfulPerturbation(model, config).attribute(train, 1, validation=validation)
+
+    def interrupt(epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    explainer = MeaningfulPerturbation(model, config)
+    with pytest.raises(KeyboardInterrupt):
+        explainer.attribute(
+            train, 1, validation=validation, checkpoint=tmp_path / "c.pt", after_epoch=interrupt
+        )
+    resumed, _ = explainer.attribute(train, 1, validation=validation, checkpoint=tmp_path / "c.pt")
+    assert torch.equal(straight, resumed)
+    assert straight.shape == (1, 1, *SHAPE)
+
+
+def test_paper_preset_is_pinned():
+    """The paper's method must not move when the defaults do."""
+    paper = mask_preset("paper")
+    assert (paper.lambda1, paper.lambda2, paper.beta1, paper.beta2) == (1e-4, 1e-2, 0.1, 1.0)
+    assert (paper.upsample, paper.area, paper.jitter, paper.reference) == (1, 0.0, 0, "constant")
+    assert paper.step_scaling == "voxel" and paper.max_epochs == 150
+
+
+def test_default_coarse_area_mask_finds_the_planted_block_and_fools_the_cnn(planted_model):
+    model, train, validation = planted_model
+    config = MaskConfig(upsample=2, area=0.06, patience=10)
+    explainer = MeaningfulPerturbation(model, config)
+    masks, result = explainer.attribute(train, 1, validation=validation)
+    deletion = 1 - result.raw_masks[0, 0].numpy()
+    block = np.zeros(SHAPE, bool)
+    block[:3, :3, :3] = True
+    assert deletion[block].mean() > 3 * deletion[~block].mean()
+    assert explainer.probabilities(validation, 1, masks).mean() < 0.3
+
+
+def test_a_study_refuses_the_cn_reference_and_its_grid_varies_the_size_term():
+    from neuromask.config import ConfigError
+    from neuromask.studies.config import GridConfig, study_config_from_mapping
+
+    with pytest.raises(ConfigError, match=r"\[mask\] reference must be 'constant'"):
+        study_config_from_mapping(
+            {"data": {"synthetic": True}, "mask": {"reference": "cn_mean"}}, "study.toml"
+        )
+    points = GridConfig().settings(mask_preset("group"))
+    assert all(c.area == 0.0 and c.upsample == 4 for _, _, c in points)
+    assert len({c.lambda1 for name, _, c in points if name == "lambda1"}) == 4
