@@ -18,21 +18,37 @@ STEP_SCALINGS = ("voxel", "mask")
 class MaskConfig:
     """Hyperparameters of the masking loss and of its optimisation.
 
-    The loss of a mask m is ``lambda1 * sum |1 - m|^beta1 + lambda2 * sum ||grad m||_beta2^beta2
-    + f(m * X + (1 - m) * mu)``, where f is the frozen CNN's score for the target class
-    (``score``: softmax probability, log-probability or logit). Adam with ``learning_rate``
-    minimises it; m stays in [0, 1].
+    The paper's loss of a mask m is ``lambda1 * sum |1 - m|^beta1 + lambda2 * sum
+    ||grad m||_beta2^beta2 + f(m * X + (1 - m) * mu)``, where f is the frozen CNN's score
+    for the target class (``score``: softmax probability, log-probability, logit, or the
+    ``margin`` hinge). Adam with ``learning_rate`` minimises it; m stays in [0, 1].
 
-    The defaults were chosen on synthetic cohorts with ground truth
-    (``benchmarks/mask_localisation.py``), where the CNN is confident (P(AD) near 0.998):
+    The defaults make a coarse mask under an area constraint (3D extremal perturbation):
+    ``upsample = 4`` optimises a mask 4 times coarser than the images, upsampled
+    trilinearly (:mod:`neuromask.explain.parametrisation`), and ``area = 0.05`` replaces
+    the size term with ``area_weight * mean((sort(m) - r)^2)`` over the brain, r being 0
+    for the lowest 5 % and 1 elsewhere (:func:`neuromask.explain.objective.area_term`).
+    They were chosen on reserved synthetic cohorts (``benchmarks/mask_levers.py``,
+    ``docs/mask_levers.md``): the previous voxel-level default (preset ``voxel``) fooled
+    the CNN with scattered voxels (coherence 0.23-0.39); this one deletes regions
+    (coherence 0.98-1.0) with better insertion and ROAD areas.
+
+    Other levers: ``score = "margin"`` stops rewarding deletion once the CNN prefers
+    another class by ``margin`` logits; ``jitter`` rolls the images against a group
+    mask by up to that many voxels per step; ``step_scaling = "mask"`` gives Adam one
+    denominator per mask instead of one per voxel; ``reference = "cn_mean"`` fills
+    deleted voxels with a reference image (the mean CN map of the training set, given
+    to the explainer) instead of ``mu``.
+
+    The voxel-level weights (``area = 0``, ``upsample = 1``) were chosen with
+    ``benchmarks/mask_localisation.py``, where the CNN is confident (P(AD) near 0.998):
 
     - ``score`` is the logit. Masks optimised on the probability or the log-probability
       never left m = 1: their per-voxel gradients, shrunk by the softmax's saturation,
       stayed below the size term's slope at m = 1. The logit's do not saturate.
     - ``lambda1 = lambda2 = 1e-3``. The paper's values (1e-4 and 1e-2, preset ``paper``)
       were set for a probability in [0, 1]; against a logit, their smoothness weight kept
-      the mask to a few hundred scattered voxels. With 1e-3 and 1e-3, the five densest ROIs
-      were all truly atrophied on both cohorts measured.
+      the mask to a few hundred scattered voxels.
 
     ``restrict_to_brain`` (default on) keeps the mask at 1 outside a brain mask (the
     mask jobs derive it from the data: mean GM above 0.05, dilated by a voxel). With
