@@ -4,7 +4,7 @@ Usage: python benchmarks/localisation_suite.py OUT [--cohorts NAME,NAME] [--jobs
 
 Each cohort is made, quality-checked, split and trained through the `neuromask`
 command, as a user would (`synth`, `qc`, `split`, `train --split 0`); its group masks too
-(`neuromask mask group ... --preset group` and `--preset voxel`, the previous
+(`neuromask mask group ... --preset regions`, and `--preset group`, the voxel-level
 defaults, both capped at 40 epochs). The baselines (occlusion with cubes of 24 mm,
 integrated gradients with 16 steps, AAL2 ROI ablation) run through the library on the
 first six correctly classified validation AD sessions, which also score every map:
@@ -63,7 +63,9 @@ COHORTS: dict[str, list[str]] = {
         "1",
     ],
 }
-MASKS = ("group", "voxel")
+#: The masks compared: label -> `neuromask mask group --preset`.
+MASKS = {"regions": "regions", "voxel": "group"}
+LABELS = {"regions": "mask (regions)", "voxel": "mask (group, default)"}
 BASELINES = ("occlusion", "integrated_gradients", "roi_ablation")
 IMAGES = 6
 
@@ -92,24 +94,25 @@ def prepare(folder: Path, options: list[str]) -> None:
         neuromask("train", synth / "caps", split, folder / "models", "--split", "0", "-q")
 
 
-def mask(folder: Path, preset: str) -> tuple[Path, float]:
-    """`neuromask mask group` with ``preset`` (40 epochs at most); its folder and time."""
-    out = folder / f"mask-{preset}"
-    timing = out.parent / f"mask-{preset}.seconds"
+def mask(folder: Path, label: str) -> tuple[Path, float]:
+    """`neuromask mask group` with the preset of ``label`` (40 epochs at most); its folder
+    and time (an interrupted job resumes)."""
+    out = folder / f"mask-{label}"
+    timing = out.parent / f"mask-{label}.seconds"
     if not (out / "result.json").is_file():
-        settings = folder / f"mask-{preset}.toml"
+        settings = folder / f"mask-{label}.toml"
         settings.write_text("max_epochs = 40\n")
         tic = time.perf_counter()
         neuromask(
             "mask", "group", folder / "models" / "split-0" / "run-0", folder / "synth" / "caps",
-            folder / "split" / "split-0" / "train.tsv", out, "--preset", preset,
-            "--config", settings, "-q", "--overwrite",
+            folder / "split" / "split-0" / "train.tsv", out, "--preset", MASKS[label],
+            "--config", settings, "-q",
         )  # fmt: skip
         timing.write_text(f"{time.perf_counter() - tic:.1f}")
     return out, float(timing.read_text())
 
 
-def score_cohort(name: str, root: Path) -> pd.DataFrame:
+def score_cohort(name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS)) -> pd.DataFrame:
     """Every method's scores on one cohort (cached in its folder as scores.tsv)."""
     import torch
 
@@ -154,11 +157,13 @@ def score_cohort(name: str, root: Path) -> pd.DataFrame:
         }
 
     rows = []
-    for preset in MASKS:
-        out, seconds = mask(folder, preset)
+    for label in MASKS:
+        if label not in labels and not (folder / f"mask-{label}" / "result.json").is_file():
+            continue
+        out, seconds = mask(folder, label)
         m = load_volume(out / "mask.nii.gz")[0]
         result = json.loads((out / "result.json").read_text())
-        rows.append(row(f"mask ({preset})", 1 - m, seconds, result["validation_mean_p_ad_masked"]))
+        rows.append(row(LABELS[label], 1 - m, seconds, result["validation_mean_p_ad_masked"]))
     for method in BASELINES:
         tic = time.perf_counter()
         maps = attribute(method, trained.model, x, atlas_labels=atlas.labels, window=window)
@@ -203,6 +208,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--cohorts", default=",".join(COHORTS))
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--masks", default=",".join(MASKS), help="masks to run: regions, voxel (done ones are kept)"
+    )
     args = parser.parse_args()
     names = [n for n in args.cohorts.split(",") if n]
     unknown = set(names) - set(COHORTS)
@@ -210,7 +218,10 @@ def main() -> None:
         parser.error(f"unknown cohorts {sorted(unknown)}; valid: {', '.join(COHORTS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(args.jobs) as pool:
-        tables = list(pool.map(score_cohort, names, [args.out] * len(names)))
+        presets = tuple(p for p in args.masks.split(",") if p)
+        tables = list(
+            pool.map(score_cohort, names, [args.out] * len(names), [presets] * len(names))
+        )
     table = pd.concat(tables, ignore_index=True)
     table.to_csv(args.out / "suite.tsv", sep="\t", index=False)
     for name, part in table.groupby("cohort", sort=False):

@@ -100,7 +100,7 @@ def test_bad_hyperparameters_are_refused():
         with pytest.raises(ParameterError, match=next(iter(kwargs))):
             MaskConfig(**kwargs)
     with pytest.raises(
-        ParameterError, match="valid names: group, voxel, paper, small-cohort, session"
+        ParameterError, match="valid names: group, regions, paper, small-cohort, session"
     ):
         mask_preset("huge")
 
@@ -119,7 +119,7 @@ def test_model_is_frozen_and_untouched(planted_model):
 def test_group_mask_finds_the_planted_block_and_fools_the_cnn(planted_model):
     model, train, validation = planted_model
     config = mask_preset(
-        "voxel", lambda1=1e-3, lambda2=1e-3, max_epochs=40, patience=10, score="probability"
+        "group", lambda1=1e-3, lambda2=1e-3, max_epochs=40, patience=10, score="probability"
     )
     explainer = MeaningfulPerturbation(model, config)
     before = explainer.probabilities(validation, 1).mean()

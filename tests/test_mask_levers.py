@@ -153,15 +153,19 @@ def test_coarse_area_mask_with_jitter_resumes_to_the_same_mask(planted_model, tm
     assert straight.shape == (1, 1, *SHAPE)
 
 
-def test_paper_preset_is_pinned():
-    """The paper's method must not move when the defaults do."""
+def test_presets_are_pinned():
+    """The paper's method must not move when the defaults do; the defaults stay the
+    voxel-level mask; ``regions`` is the coarse area-constrained one."""
+    group, regions = mask_preset("group"), mask_preset("regions")
+    assert (group.area, group.upsample, group.max_epochs) == (0.0, 1, 150)
+    assert (regions.area, regions.upsample, regions.max_epochs) == (0.05, 4, 40)
     paper = mask_preset("paper")
     assert (paper.lambda1, paper.lambda2, paper.beta1, paper.beta2) == (1e-4, 1e-2, 0.1, 1.0)
     assert (paper.upsample, paper.area, paper.jitter, paper.reference) == (1, 0.0, 0, "constant")
     assert paper.step_scaling == "voxel" and paper.max_epochs == 150
 
 
-def test_default_coarse_area_mask_finds_the_planted_block_and_fools_the_cnn(planted_model):
+def test_coarse_area_mask_finds_the_planted_block_and_fools_the_cnn(planted_model):
     model, train, validation = planted_model
     config = MaskConfig(upsample=2, area=0.06, patience=10)
     explainer = MeaningfulPerturbation(model, config)
@@ -181,6 +185,6 @@ def test_a_study_refuses_the_cn_reference_and_its_grid_varies_the_size_term():
         study_config_from_mapping(
             {"data": {"synthetic": True}, "mask": {"reference": "cn_mean"}}, "study.toml"
         )
-    points = GridConfig().settings(mask_preset("group"))
+    points = GridConfig().settings(mask_preset("regions"))
     assert all(c.area == 0.0 and c.upsample == 4 for _, _, c in points)
     assert len({c.lambda1 for name, _, c in points if name == "lambda1"}) == 4

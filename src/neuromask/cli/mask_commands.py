@@ -71,13 +71,13 @@ def mask() -> None:
 )
 @click.option(
     "--preset",
-    type=click.Choice(["group", "voxel", "paper", "small-cohort"]),
+    type=click.Choice(["group", "regions", "paper", "small-cohort"]),
     default="group",
-    help="group: the defaults (a mask 4 times coarser than the images, smoothly "
-    "upsampled, deleting 5 % of the brain; logit score; at most 40 epochs); voxel: the "
-    "previous defaults (a voxel-level mask, lambda1 = lambda2 = 0.001, 150 epochs); paper: "
-    "the paper's voxel-level mask with lambda1 0.0001 and lambda2 0.01; small-cohort: the "
-    "defaults with the paper's patience 25 and 300 epochs for a smaller cohort.",
+    help="group: the defaults (a voxel-level mask, logit, lambda1 = lambda2 = 0.001, "
+    "patience 5, 150 epochs); regions: a mask 4 times coarser than the images, smoothly "
+    "upsampled, that deletes 5 % of the brain (at most 40 epochs); paper: the paper's "
+    "lambda1 0.0001 and lambda2 0.01; small-cohort: the paper's patience 25 and 300 "
+    "epochs for a smaller cohort.",
 )
 @_common
 def group(

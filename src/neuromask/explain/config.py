@@ -23,15 +23,17 @@ class MaskConfig:
     for the target class (``score``: softmax probability, log-probability, logit, or the
     ``margin`` hinge). Adam with ``learning_rate`` minimises it; m stays in [0, 1].
 
-    The defaults make a coarse mask under an area constraint (3D extremal perturbation):
-    ``upsample = 4`` optimises a mask 4 times coarser than the images, upsampled
-    trilinearly (:mod:`neuromask.explain.parametrisation`), and ``area = 0.05`` replaces
-    the size term with ``area_weight * mean((sort(m) - r)^2)`` over the brain, r being 0
-    for the lowest 5 % and 1 elsewhere (:func:`neuromask.explain.objective.area_term`).
-    They were chosen on reserved synthetic cohorts (``benchmarks/mask_levers.py``,
-    ``docs/mask_levers.md``): the previous voxel-level default (preset ``voxel``) fooled
-    the CNN with scattered voxels (coherence 0.23-0.39); this one deletes regions
-    (coherence 0.98-1.0) with better insertion and ROAD areas.
+    The preset ``regions`` makes a coarse mask under an area constraint (3D extremal
+    perturbation): ``upsample = 4`` optimises a mask 4 times coarser than the images,
+    upsampled trilinearly (:mod:`neuromask.explain.parametrisation`), and ``area = 0.05``
+    replaces the size term with ``area_weight * mean((sort(m) - r)^2)`` over the brain, r
+    being 0 for the lowest 5 % and 1 elsewhere
+    (:func:`neuromask.explain.objective.area_term`). On reserved synthetic cohorts
+    (``benchmarks/mask_levers.py``, ``docs/mask_levers.md``) the voxel-level default
+    fooled the CNN with scattered voxels (coherence 0.23-0.39) while ``regions`` deleted
+    regions (coherence 0.98-1.0) with better ROAD areas; it did not become the default
+    because it failed to fool the CNN on weak, small or 1.5 mm cohorts and in the demo's
+    short optimisation (the localisation suite in the README).
 
     Other levers: ``score = "margin"`` stops rewarding deletion once the CNN prefers
     another class by ``margin`` logits; ``jitter`` rolls the images against a group
@@ -40,8 +42,7 @@ class MaskConfig:
     deleted voxels with a reference image (the mean CN map of the training set, given
     to the explainer) instead of ``mu``.
 
-    The voxel-level weights (``area = 0``, ``upsample = 1``) were chosen with
-    ``benchmarks/mask_localisation.py``, where the CNN is confident (P(AD) near 0.998):
+    The default voxel-level weights were chosen with ``benchmarks/mask_localisation.py``, where the CNN is confident (P(AD) near 0.998):
 
     - ``score`` is the logit. Masks optimised on the probability or the log-probability
       never left m = 1: their per-voxel gradients, shrunk by the softmax's saturation,
@@ -73,7 +74,7 @@ class MaskConfig:
     mu: float = 1.0
     score: str = "logit"
     size_epsilon: float = 1e-2
-    max_epochs: int = 40
+    max_epochs: int = 150
     patience: int = 5
     tolerance: float = 0.05
     batch_size: int = 1
@@ -81,10 +82,10 @@ class MaskConfig:
     restrict_to_brain: bool = True
     seed: int = 0
     margin: float = 3.0
-    upsample: int = 4
+    upsample: int = 1
     jitter: int = 0
     reference: str = "constant"
-    area: float = 0.05
+    area: float = 0.0
     area_weight: float = 100.0
     step_scaling: str = "voxel"
 
@@ -127,43 +128,45 @@ class MaskConfig:
             raise bad("keep_above", "in (0, 1]")
 
 
-#: Presets. ``group``: the defaults, for group masks (a coarse mask under an area
-#: constraint). ``voxel``: the previous defaults (a free voxel-level mask: logit score,
-#: lambda1 = lambda2 = 1e-3, 150 epochs). ``paper``: the paper's group setting (the
-#: voxel-level mask with lambda1 1e-4, lambda2 1e-2), pinned field by field so that it
-#: never moves with the defaults. ``small-cohort``: the defaults with the paper's early
-#: stopping for the smaller independent cohort (patience 25, at most 300 epochs).
-#: ``session``: one mask per session, voxel-level, with the paper's early stopping (no
-#: validation set, patience 200, at most 5,000 epochs, tolerance 0.01) and the previous
-#: group weights. The paper multiplies its group weights by 100 for sessions. Measured on
-#: the CNNs of two synthetic cohorts, 100 times those weights kept every session mask of
-#: one at its all-ones start, and 10 times did so on the other; 1e-3 fooled both CNNs on
-#: every session.
-_VOXEL = {"area": 0.0, "upsample": 1, "max_epochs": 150, "score": "logit", "mu": 1.0}
+#: Presets. ``group``: the defaults, for group masks (a voxel-level mask: logit score,
+#: lambda1 = lambda2 = 1e-3, at most 150 epochs). ``regions``: a coarse mask under an
+#: area constraint (3D extremal perturbation: ``upsample = 4``, ``area = 0.05``, at most
+#: 40 epochs), which deletes regions instead of scattered voxels; see docs/mask_levers.md
+#: for when it helps. ``paper``: the paper's group setting (lambda1 1e-4, lambda2 1e-2),
+#: pinned field by field so that it never moves with the defaults. ``small-cohort``: the
+#: paper's early stopping for the smaller independent cohort (patience 25, at most 300
+#: epochs). ``session``: one mask per session, with the paper's early stopping (no
+#: validation set, patience 200, at most 5,000 epochs, tolerance 0.01) and the group
+#: defaults' weights. The paper multiplies its group weights by 100 for sessions.
+#: Measured on the CNNs of two synthetic cohorts, 100 times the defaults kept every
+#: session mask of one at its all-ones start, and 10 times did so on the other; the
+#: defaults fooled both CNNs on every session.
 MASK_PRESETS: dict[str, MaskConfig] = {
     "group": MaskConfig(),
-    "voxel": MaskConfig(**_VOXEL),  # type: ignore[arg-type]
+    "regions": MaskConfig(area=0.05, upsample=4, max_epochs=40),
     "paper": MaskConfig(
         beta1=0.1,
         beta2=1.0,
         lambda1=1e-4,
         lambda2=1e-2,
         learning_rate=0.1,
+        mu=1.0,
+        score="logit",
         size_epsilon=1e-2,
+        max_epochs=150,
         patience=5,
         tolerance=0.05,
         batch_size=1,
         keep_above=0.95,
         restrict_to_brain=True,
+        upsample=1,
+        area=0.0,
         jitter=0,
         reference="constant",
         step_scaling="voxel",
-        **_VOXEL,  # type: ignore[arg-type]
     ),
     "small-cohort": MaskConfig(patience=25, max_epochs=300),
-    "session": MaskConfig(
-        patience=200, max_epochs=5000, tolerance=0.01, area=0.0, upsample=1, lambda1=1e-3
-    ),
+    "session": MaskConfig(patience=200, max_epochs=5000, tolerance=0.01),
 }
 
 
