@@ -113,7 +113,8 @@ def mask(folder: Path, label: str) -> tuple[Path, float]:
 
 
 def score_cohort(name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS)) -> pd.DataFrame:
-    """Every method's scores on one cohort (cached in its folder as scores.tsv)."""
+    """Every method's scores on one cohort (cached in its folder as scores.tsv; a mask
+    asked for that the cache lacks is added to it)."""
     import torch
 
     from neuromask.explain.baselines import attribute
@@ -127,8 +128,10 @@ def score_cohort(name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS)) 
     torch.set_num_threads(1)
     folder = root / name
     cached = folder / "scores.tsv"
-    if cached.is_file():
-        return pd.read_csv(cached, sep="\t")
+    done = pd.read_csv(cached, sep="\t") if cached.is_file() else None
+    have = set(done["method"]) if done is not None else set()
+    if done is not None and all(LABELS[label] in have for label in labels):
+        return done
     prepare(folder, COHORTS[name])
     trained = TrainedModel.open(folder / "models" / "split-0" / "run-0", "cpu")
     val, _ = trained.validation_ad_sessions(progress=False)
@@ -158,18 +161,22 @@ def score_cohort(name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS)) 
 
     rows = []
     for label in MASKS:
-        if label not in labels and not (folder / f"mask-{label}" / "result.json").is_file():
+        if LABELS[label] in have or (
+            label not in labels and not (folder / f"mask-{label}" / "result.json").is_file()
+        ):
             continue
         out, seconds = mask(folder, label)
         m = load_volume(out / "mask.nii.gz")[0]
         result = json.loads((out / "result.json").read_text())
         rows.append(row(LABELS[label], 1 - m, seconds, result["validation_mean_p_ad_masked"]))
     for method in BASELINES:
+        if method in have:
+            continue
         tic = time.perf_counter()
         maps = attribute(method, trained.model, x, atlas_labels=atlas.labels, window=window)
         seconds = time.perf_counter() - tic
         rows.append(row(method, maps.abs().mean(0)[0].numpy(), seconds, float("nan")))
-    table = pd.DataFrame(rows)
+    table = pd.concat([done, pd.DataFrame(rows)], ignore_index=True)
     table.to_csv(cached, sep="\t", index=False)
     return table
 
