@@ -116,13 +116,12 @@ def score_cohort(name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS)) 
     """Every method's scores on one cohort (cached in its folder as scores.tsv; a mask
     asked for that the cache lacks is added to it)."""
     import torch
+    from mask_levers import score_map  # benchmarks/: one way to score a map
 
     from neuromask.explain.baselines import attribute
     from neuromask.io.atlas import load_aal2
     from neuromask.io.nifti import load_volume
     from neuromask.jobs.trained_model import TrainedModel, brain_mask_of
-    from neuromask.metrics.coherence import coherence
-    from neuromask.metrics.faithfulness import faithfulness_curves
     from neuromask.metrics.localization import read_ground_truth
 
     torch.set_num_threads(1)
@@ -144,20 +143,8 @@ def score_cohort(name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS)) 
     window = max(1, round(24 / voxel_mm))
 
     def row(method: str, relevance: np.ndarray, seconds: float, p_ad: float) -> dict:
-        s = truth.scores(relevance, atlas, k=len(truth.rois), kind="attribution")
-        curves = faithfulness_curves(trained.model, x, relevance, brain)
-        return {
-            "cohort": name,
-            "method": method,
-            "voxel_auc": s.voxel_auc,
-            "precision_at_k": s.roi_precision_at_k,
-            "recall_at_k": s.roi_recall_at_k,
-            "mass_accuracy": s.mass_accuracy,
-            "coherence": coherence(relevance, brain).coherence,
-            **curves.areas(),
-            "p_ad_masked": p_ad,
-            "seconds": seconds,
-        }
+        scores = score_map(relevance, trained.model, x, brain, atlas, truth)
+        return {"cohort": name, "method": method, **scores, "p_ad_masked": p_ad, "seconds": seconds}
 
     rows = []
     for label in MASKS:

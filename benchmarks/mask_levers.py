@@ -53,7 +53,8 @@ def parse_setting(text: str) -> tuple[str, dict[str, object]]:
     return name, fields
 
 
-def score_map(relevance, model, val, brain, atlas, truth, mu=1.0) -> dict[str, float]:
+def score_map(relevance, model, val, brain, atlas, truth) -> dict[str, float]:
+    """Every score of one relevance map (the levers' table and the localisation suite)."""
     s = truth.scores(relevance, atlas, k=len(truth.rois), kind="attribution")
     c = coherence(relevance, brain)
     curves = faithfulness_curves(model, val, relevance, brain, reference=1.0)

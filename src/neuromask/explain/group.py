@@ -157,14 +157,13 @@ def _monitor(
 ) -> float:
     """Complete the epoch's history row; return the loss that early stopping watches."""
     monitored = row["train_total"]
+    full = explainer.grid_map.full(state.mask)
     if validation is not None:
         val = evaluate_group_mask(explainer, validation, state.mask, target)
         row.update({f"validation_{k}": v for k, v in val.items()})
         monitored = val["total"]
     else:
-        full = explainer.grid_map.full(state.mask)
         row["train_probability"] = float(np.mean(explainer.probabilities(x, target, full)))
-    full = explainer.grid_map.full(state.mask)
     row["fraction_below_keep"] = float((full < explainer.config.keep_above).float().mean())
     return monitored
 

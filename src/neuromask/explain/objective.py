@@ -9,13 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from neuromask.explain.config import MaskConfig
+from neuromask.models.inference import perturb  # noqa: F401  (m X + (1 - m) mu, one place)
 
 Reference = float | torch.Tensor
-
-
-def perturb(images: torch.Tensor, masks: torch.Tensor, mu: Reference) -> torch.Tensor:
-    """m * X + (1 - m) * mu."""
-    return masks * images + (1.0 - masks) * mu
 
 
 def size_term(masks: torch.Tensor, beta1: float, epsilon: float) -> torch.Tensor:
@@ -72,6 +68,24 @@ def area_term(
     return term, grad.reshape(masks.shape)
 
 
+def _size_and_gradient(
+    masks: torch.Tensor, lambda1: float, beta1: float, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """lambda1 * :func:`size_term` per mask and its gradient, in closed form."""
+    d = (1.0 - masks).clamp_min(0.0)
+    if beta1 < 1:
+        shifted = d + eps
+        size_values = shifted.pow(beta1).sub_(eps**beta1)
+        grad = shifted.pow_(beta1 - 1).mul_(-lambda1 * beta1)
+    elif beta1 == 1:
+        size_values = d
+        grad = torch.full_like(masks, -lambda1)
+    else:
+        size_values = d.pow(beta1)
+        grad = d.pow(beta1 - 1).mul_(-lambda1 * beta1)
+    return lambda1 * size_values.flatten(1).sum(1), grad
+
+
 def regularisers(
     masks: torch.Tensor, config: MaskConfig, brain: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -84,21 +98,10 @@ def regularisers(
     is :func:`area_term` over ``brain`` instead.
     """
     beta1, beta2, eps = config.beta1, config.beta2, config.size_epsilon
-    d = (1.0 - masks).clamp_min(0.0)
     if config.area > 0:
         size, grad = area_term(masks, config.area, config.area_weight, brain)
-    elif beta1 < 1:
-        shifted = d + eps
-        size_values = shifted.pow(beta1).sub_(eps**beta1)
-        grad = shifted.pow_(beta1 - 1).mul_(-config.lambda1 * beta1)
-    elif beta1 == 1:
-        size_values = d
-        grad = torch.full_like(masks, -config.lambda1)
     else:
-        size_values = d.pow(beta1)
-        grad = d.pow(beta1 - 1).mul_(-config.lambda1 * beta1)
-    if config.area == 0:
-        size = config.lambda1 * size_values.flatten(1).sum(1)
+        size, grad = _size_and_gradient(masks, config.lambda1, beta1, eps)
     smooth = masks.new_zeros(masks.shape[0])
     for axis in (2, 3, 4):
         n = masks.shape[axis]
@@ -156,31 +159,3 @@ def score_and_gradient(
     with torch.no_grad():
         probability = torch.softmax(logits.detach().float(), dim=1)[:, target]
     return score.detach(), probability, grad
-
-
-def loss_terms(
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    masks: torch.Tensor,
-    config: MaskConfig,
-    target: int,
-    mu: Reference | None = None,
-) -> dict[str, torch.Tensor]:
-    """The three terms and the total, per image, plus the target-class probability.
-
-    ``masks`` may have one entry (a group mask shared by every image) or one per image.
-    """
-    logits = model(perturb(images, masks, config.mu if mu is None else mu))
-    size = config.lambda1 * size_term(masks, config.beta1, config.size_epsilon)
-    smooth = config.lambda2 * smoothness_term(masks, config.beta2)
-    score = class_score(logits, target, config.score, config.margin)
-    total = size + smooth + score
-    with torch.no_grad():
-        probability = torch.softmax(logits.float(), dim=1)[:, target]
-    return {
-        "total": total,
-        "size": size,
-        "smoothness": smooth,
-        "score": score,
-        "probability": probability,
-    }

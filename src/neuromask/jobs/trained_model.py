@@ -56,6 +56,36 @@ def brain_mask_of(images: np.ndarray, threshold: float = 0.05) -> np.ndarray:
     return np.asarray(ndimage.binary_dilation(mean > threshold, iterations=1))
 
 
+def _sessions_of(
+    record: dict[str, Any],
+    caps: str | os.PathLike[str],
+    tsv: str | os.PathLike[str],
+    diagnosis: str,
+    if_none: str,
+    cache_dir: str | os.PathLike[str] | None,
+    progress: bool,
+) -> tuple[pd.DataFrame, GMDataset, np.ndarray]:
+    """The sessions of ``tsv`` with ``diagnosis``, their GM maps (checked against the
+    model's grid) and those maps normalised as the model's inputs are; ``if_none`` ends
+    the error raised when there is none."""
+    sessions = read_participants(tsv)
+    chosen = sessions[sessions["diagnosis"] == diagnosis].reset_index(drop=True)
+    if chosen.empty:
+        raise NoSessionToMaskError(f"{tsv} {if_none}")
+    data = load_gm_maps(
+        caps,
+        chosen,
+        dartel_group=record.get("dartel_group"),
+        cache_dir=cache_dir,
+        progress=progress,
+    )
+    grid = model_grid(record)
+    if grid is not None:
+        grid.require_match(data.grid, what=f"The data of {tsv}", reference="the model's grid")
+    normalised = normalize_images(np.asarray(data.images), record["train"]["normalization"])
+    return chosen, data, normalised
+
+
 def load_ad_sessions(
     model: torch.nn.Module,
     record: dict[str, Any],
@@ -77,19 +107,10 @@ def load_ad_sessions(
             DeprecationWarning,
             stacklevel=2,
         )
-    sessions = read_participants(tsv)
-    ad = sessions[sessions["diagnosis"] == "AD"].reset_index(drop=True)
-    if ad.empty:
-        raise NoSessionToMaskError(f"{tsv} holds no AD session to mask.")
-    data = load_gm_maps(
-        caps, ad, dartel_group=record.get("dartel_group"), cache_dir=cache_dir, progress=progress
+    ad, data, normalised = _sessions_of(
+        record, caps, tsv, "AD", "holds no AD session to mask.", cache_dir, progress
     )
-    grid = model_grid(record)
-    if grid is not None:
-        grid.require_match(data.grid, what=f"The data of {tsv}", reference="the model's grid")
-    images = image_tensor(
-        normalize_images(np.asarray(data.images), record["train"]["normalization"])
-    )
+    images = image_tensor(normalised)
     p_ad = class_probabilities(model, images, target=AD)
     selection = ad[["participant_id", "session_id"]].assign(p_ad=p_ad, correct=p_ad >= 0.5)
     keep = np.flatnonzero(p_ad >= 0.5)
@@ -114,23 +135,15 @@ def cn_reference(
     """The mean GM map (X, Y, Z) of the cognitively normal sessions of ``tsv``, normalised
     as the model's inputs are: the healthy reference that deleted voxels take with mask
     setting ``reference = "cn_mean"``."""
-    sessions = read_participants(tsv)
-    cn = sessions[sessions["diagnosis"] == "CN"].reset_index(drop=True)
-    if cn.empty:
-        raise NoSessionToMaskError(
-            f"{tsv} holds no CN session: the 'cn_mean' reference needs cognitively normal sessions"
-        )
-    data = load_gm_maps(
+    _, _, images = _sessions_of(
+        trained.record,
         caps,
-        cn,
-        dartel_group=trained.record.get("dartel_group"),
-        cache_dir=cache_dir,
-        progress=progress,
+        tsv,
+        "CN",
+        "holds no CN session: the 'cn_mean' reference needs cognitively normal sessions",
+        cache_dir,
+        progress,
     )
-    grid = model_grid(trained.record)
-    if grid is not None:
-        grid.require_match(data.grid, what=f"The data of {tsv}", reference="the model's grid")
-    images = normalize_images(np.asarray(data.images), trained.record["train"]["normalization"])
     return np.asarray(images, dtype=np.float32).mean(axis=0)
 
 
