@@ -14,7 +14,7 @@ from neuromask.errors import ParameterError
 from neuromask.explain import MaskConfig, MeaningfulPerturbation, mask_preset
 from neuromask.explain.adam import SlotAdam
 from neuromask.explain.group import jitter_shifts
-from neuromask.explain.objective import area_term, class_score
+from neuromask.explain.objective import area_term, class_score, size_term
 from neuromask.explain.parametrisation import MaskGrid
 from neuromask.metrics.coherence import coherence
 
@@ -163,6 +163,68 @@ def test_presets_are_pinned():
     assert (paper.lambda1, paper.lambda2, paper.beta1, paper.beta2) == (1e-4, 1e-2, 0.1, 1.0)
     assert (paper.upsample, paper.area, paper.jitter, paper.reference) == (1, 0.0, 0, "constant")
     assert paper.step_scaling == "voxel" and paper.max_epochs == 150
+
+
+#: The paper's group mask, field by field (f is P(AD), as its "< 1e-6" outputs are).
+PAPER = {
+    "beta1": 0.1,
+    "beta2": 1.0,
+    "lambda1": 1e-4,
+    "lambda2": 1e-2,
+    "learning_rate": 0.1,
+    "mu": 1.0,
+    "score": "probability",
+    "size_epsilon": 2.0**-24,
+    "max_epochs": 150,
+    "patience": 5,
+    "tolerance": 0.05,
+    "batch_size": 1,
+    "keep_above": 0.95,
+    "restrict_to_brain": False,
+    "seed": 0,
+    "upsample": 1,
+    "jitter": 0,
+    "reference": "constant",
+    "area": 0.0,
+    "step_scaling": "voxel",
+}
+#: Fields that do nothing in the paper's setting (the margin hinge, the area weight).
+INERT = {"margin", "area_weight"}
+
+
+@pytest.mark.parametrize(
+    ("name", "changes"),
+    [
+        ("paper", {}),
+        (
+            "paper-session",
+            {
+                "lambda1": 1e-2,
+                "lambda2": 1.0,
+                "patience": 200,
+                "max_epochs": 5000,
+                "tolerance": 0.01,
+            },
+        ),
+    ],
+)
+def test_paper_presets_hold_every_value_of_the_paper(name, changes):
+    preset = dataclasses.asdict(mask_preset(name))
+    assert set(preset) == set(PAPER) | INERT, "a new mask setting needs its paper value here"
+    assert {k: v for k, v in preset.items() if k not in INERT} == {**PAPER, **changes}
+
+
+def test_paper_size_guard_is_the_float32_spacing_below_one():
+    """The smallest non-zero 1 - m that float32 holds; the size term's gradient there is
+    still finite, and equals the paper's within 1 % from 1 - m = 1e-5 on."""
+    eps = mask_preset("paper").size_epsilon
+    one = np.float32(1.0)
+    assert eps == float(one - np.nextafter(one, np.float32(0)))
+    m = torch.tensor([[1.0, 1.0 - 1e-5, 0.5]], requires_grad=True)
+    size_term(m, 0.1, eps).sum().backward()
+    assert torch.isfinite(m.grad).all() and m.grad[0, 0] < -1e5
+    paper = 0.1 * (1 - m.detach()[0, 1:].double()) ** -0.9
+    np.testing.assert_allclose(-m.grad[0, 1:].double(), paper, rtol=0.01)
 
 
 def test_coarse_area_mask_finds_the_planted_block_and_fools_the_cnn(planted_model):

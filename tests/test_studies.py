@@ -152,3 +152,59 @@ def test_session_similarity_arithmetic():
     assert table.loc["roi_similarity", "intra_subject"] == pytest.approx(intra, abs=1e-9)
     assert table.loc["roi_similarity", "inter_subject"] == pytest.approx(inter, abs=1e-9)
     assert table.loc["roi_similarity", "subjects_intra"] == 2
+
+
+def test_cross_cohort_prob_cnn_masks_each_cohort_with_the_other_cohorts_mask(finished_study):
+    """The paper's §3.2.1: the ADNI-like images under the independent cohort's mask and the
+    independent images under the ADNI-like mask. (An earlier version scored the ADNI-like
+    images in both directions, so one direction was the ADNI mask on its own images.)"""
+    from neuromask.metrics.prob_cnn import masked_probability
+    from neuromask.studies.workspace import Workspace
+
+    out = finished_study["out"]
+    config, _ = load_study_config(finished_study["config"])
+    ws = Workspace(out, config, progress=False, device="cpu")
+    cohorts = pd.read_csv(out / "group" / "cohorts.tsv", sep="\t")
+    tops = pd.read_csv(out / "group" / "top_rois.tsv", sep="\t").set_index(["split", "cohort"])
+    model, adni_images = ws.model_and_images(0, 0)
+    independent = ws.independent_images(0, 0)
+    adni_mask = ws.load_mask(tops.loc[(0, "adni"), "mask_file"])
+    aibl_mask = ws.load_mask(tops.loc[(0, "aibl"), "mask_file"])
+    mu = config.mask.mu
+    row = cohorts.iloc[0]
+    expected = masked_probability(model, independent, adni_mask, mu=mu)
+    self_term = masked_probability(model, adni_images, adni_mask, mu=mu)
+    assert abs(expected - self_term) > 1e-4, "the fixture cannot tell the two directions apart"
+    assert row["aibl_images_adni_mask"] == pytest.approx(expected, abs=1e-5)
+    assert row["adni_images_aibl_mask"] == pytest.approx(
+        masked_probability(model, adni_images, aibl_mask, mu=mu), abs=1e-5
+    )
+    assert row["prob_cnn"] == pytest.approx(
+        (row["aibl_images_adni_mask"] + row["adni_images_aibl_mask"]) / 2, abs=1e-6
+    )
+
+
+def test_independent_cohort_uses_one_baseline_session_per_subject(finished_study, tmp_path):
+    from neuromask.io.participants import read_participants, session_order
+    from neuromask.studies.workspace import Workspace
+
+    config, _ = load_study_config(finished_study["config"])
+    every = config.data.split_dir + "/split-0/train.tsv"
+    sessions = read_participants(every)
+    assert sessions["participant_id"].duplicated().any(), "the table needs repeated subjects"
+    text = finished_study["config"].read_text()
+    other = tmp_path / "study.toml"
+    other.write_text(text.replace(str(config.data.independent_tsv), every))
+    config, _ = load_study_config(other)
+    caps, tsv = Workspace(tmp_path / "out", config).independent_baseline()
+    baseline = read_participants(tsv)
+    assert str(caps) == str(config.data.independent_caps)
+    assert not baseline["participant_id"].duplicated().any()
+    assert set(baseline["participant_id"]) == set(sessions["participant_id"])
+    first = sessions.groupby("participant_id")["session_id"].agg(
+        lambda s: min(s, key=session_order)
+    )
+    assert dict(zip(baseline["participant_id"], baseline["session_id"], strict=True)) == dict(first)
+    # The study itself evaluated its independent cohort on that kind of table.
+    used = read_participants(finished_study["out"] / "data" / "independent_baseline.tsv")
+    assert not used["participant_id"].duplicated().any()

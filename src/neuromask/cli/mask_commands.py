@@ -76,8 +76,8 @@ def mask() -> None:
     help="group: the defaults (a voxel-level mask, logit, lambda1 = lambda2 = 0.001, "
     "patience 5, 150 epochs); regions: a mask 4 times coarser than the images, smoothly "
     "upsampled, that deletes 5 % of the brain (at most 40 epochs); paper: the paper's "
-    "lambda1 0.0001 and lambda2 0.01; small-cohort: the paper's patience 25 and 300 "
-    "epochs for a smaller cohort.",
+    "method exactly (f = P(AD), lambda1 0.0001, lambda2 0.01, the mask over the whole "
+    "image); small-cohort: the paper's patience 25 and 300 epochs for a smaller cohort.",
 )
 @_common
 def group(
@@ -138,6 +138,13 @@ def group(
     default=None,
     help="Sessions optimised at once (one forward/backward pass). Default: the preset's.",
 )
+@click.option(
+    "--preset",
+    type=click.Choice(["session", "paper-session"]),
+    default="session",
+    help="session: the paper's early stopping with the group defaults' weights; "
+    "paper-session: the paper's method exactly, its group weights times 100.",
+)
 @_common
 def session(
     model_dir: Path,
@@ -145,6 +152,7 @@ def session(
     tsv: Path,
     out: Path,
     batch_size: int | None,
+    preset: str,
     config_path: Path | None,
     overwrite: bool,
     device: str,
@@ -153,15 +161,16 @@ def session(
 ) -> None:
     """One mask per AD session of TSV that the CNN classifies correctly.
 
-    Uses the session preset: the paper's early stopping (patience 200, at most 5,000
-    epochs, tolerance 0.01) with the group defaults' lambda1 and lambda2 (0.001).
+    Preset session: the paper's early stopping (patience 200, at most 5,000 epochs,
+    tolerance 0.01) with the group defaults' lambda1 and lambda2 (0.001); paper-session:
+    the paper's method with its weights times 100 (lambda1 0.01, lambda2 1).
     Writes OUT/sub-<P>_ses-<S>_mask.nii.gz and OUT/index.tsv (final loss, epochs,
     P(AD) before and after masking). Rerun the same
     command after an interruption: finished sessions are kept.
     """
     from neuromask.jobs.masks import session_mask_job
 
-    config = _mask_config("session", config_path)
+    config = _mask_config(preset, config_path)
     if batch_size is not None:
         config = dataclasses.replace(config, batch_size=batch_size)
     result = session_mask_job(

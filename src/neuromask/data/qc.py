@@ -1,8 +1,8 @@
 """Quality check of t1-volume GM maps, after the paper and ClinicaDL.
 
-Step 1 (the paper's): a map whose maximum is below 0.95 is rejected; a well segmented
-map always has voxels of near-certain gray matter.
-Step 2 (ClinicaDL's): the fraction of non-zero voxels must lie in [0.15, 0.50]; a larger
+The paper's step 1 (the maximum rule): a map whose maximum is below 0.95 is rejected; a
+well segmented map always has voxels of near-certain gray matter.
+ClinicaDL's non-zero rule (not the paper's step 2): the fraction of non-zero voxels must lie in [0.15, 0.50]; a larger
 fraction means non-brain tissue was segmented as GM, a smaller one a truncated map.
 Before both: a probability map's values lie in [0, 1]; a map outside that range (beyond
 ``RANGE_TOLERANCE``: int16 data scaled by 1000, a map multiplied by a factor) is

@@ -218,6 +218,11 @@ class StudyLayout:
     def data_done(self) -> Path:
         return self.data / "done.json"
 
+    @property
+    def independent_baseline(self) -> Path:
+        """The independent cohort's baseline sessions (one per subject)."""
+        return self.data / "independent_baseline.tsv"
+
     def cohort(self, name: str) -> CohortLayout:
         return CohortLayout(self.data / name / "synth")
 

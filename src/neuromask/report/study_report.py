@@ -215,8 +215,9 @@ def _group_section(b: ReportBuilder, study: Path, truth_dir: Path | None, k: int
         s,
         "Similarity between the cohorts' masks, per fold",
         b.layout.tables("group") / "cohorts.tsv",
-        "ROI cosine similarity and prob_CNN (mean P(AD) of a model's images masked with the "
-        "other cohort's mask; near 0: the masks are alike).",
+        "ROI cosine similarity and prob_CNN: the mean P(AD) of each cohort's baseline AD "
+        "images masked with the other cohort's mask, both directions averaged (near 0: "
+        "each mask removes the other cohort's evidence too).",
     )
     for name, title in (
         ("adni_folds_roi_similarity", "ROI similarity between folds"),

@@ -170,16 +170,19 @@ def group_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
 
         rows = []
         for f in folds:
+            # As the paper (§3.2.1): each cohort's images under the other cohort's mask.
             model, images = ws.model_and_images(f, 0)
             pair = [masks[(f, "adni")], masks[(f, "aibl")]]
-            d = prob_cnn_matrix([model, model], [images, images], pair, mu=ws.config.mask.mu)
+            d = prob_cnn_matrix(
+                [model, model], [images, ws.independent_images(f, 0)], pair, mu=ws.config.mask.mu
+            )
             rows.append(
                 {
                     "split": f,
                     "roi_similarity": float(cosine_matrix(roi_vectors(pair, atlas))[0, 1]),
                     "prob_cnn": float((d[0, 1] + d[1, 0]) / 2),
-                    "model_on_adni_mask": float(d[1, 0]),
-                    "model_on_aibl_mask": float(d[0, 1]),
+                    "adni_images_aibl_mask": float(d[0, 1]),
+                    "aibl_images_adni_mask": float(d[1, 0]),
                 }
             )
         table = pd.DataFrame(rows)

@@ -117,7 +117,7 @@ def evaluate(ws: Workspace, spec: dict[str, Any]) -> None:
     if name == "test":
         caps, tsv = ws.caps, SplitLayout(ws.split_dir).test_tsv
     else:
-        caps, tsv = ws.independent  # type: ignore[misc]
+        caps, tsv = ws.independent_baseline()
     evaluate_model(
         model,
         caps,
@@ -142,7 +142,7 @@ def group_mask(ws: Workspace, spec: dict[str, Any]) -> None:
     if cohort == "adni":
         caps, tsv = ws.caps, splits.train_tsv(split)
     else:
-        caps, tsv = ws.independent  # type: ignore[misc]
+        caps, tsv = ws.independent_baseline()
     # Early stopping watches the model's own validation set (ADNI-like) in both cases.
     group_mask_job(
         ws.model_dir(split, run),

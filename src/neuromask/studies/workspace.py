@@ -44,6 +44,7 @@ class Workspace:
     _models: dict[tuple[int, int], tuple[torch.nn.Module, torch.Tensor]] = field(
         default_factory=dict, repr=False
     )
+    _independent: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def layout(self) -> StudyLayout:
@@ -71,6 +72,21 @@ class Workspace:
         if d.independent_caps and d.independent_tsv:
             return Path(d.independent_caps), Path(d.independent_tsv)
         return None
+
+    def independent_baseline(self) -> tuple[Path, Path]:
+        """The independent cohort's CAPS folder and one session per subject, its baseline
+        (earliest), as the paper's independent test set; written next to the study's data
+        the first time it is asked for."""
+        from neuromask.io.participants import baseline_sessions
+
+        source = self.independent
+        if source is None:
+            raise ValueError("this study has no independent cohort")
+        caps, tsv = source
+        out = self.layout.independent_baseline
+        if not out.is_file():
+            write_tsv(baseline_sessions(read_participants(tsv)), out)
+        return caps, out
 
     @property
     def cache(self) -> Path:
@@ -183,3 +199,20 @@ class Workspace:
                 self.model_dir(split, run), self.device, self.cache, False
             )
         return self._models[key]
+
+    def independent_images(self, split: int, run: int) -> torch.Tensor:
+        """The independent cohort's baseline AD sessions that the model of (split, run)
+        classifies correctly: the images its independent group mask was trained on."""
+        from neuromask.jobs.trained_model import load_ad_sessions
+        from neuromask.train.model_folder import read_model_record
+
+        key = (split, run)
+        if key not in self._independent:
+            model, _ = self.model_and_images(split, run)
+            record = read_model_record(self.model_dir(split, run))
+            caps, tsv = self.independent_baseline()
+            inputs = load_ad_sessions(
+                model, record, caps, tsv, cache_dir=self.cache, progress=False
+            )
+            self._independent[key] = inputs.images
+        return self._independent[key]
