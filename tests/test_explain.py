@@ -100,7 +100,8 @@ def test_bad_hyperparameters_are_refused():
         with pytest.raises(ParameterError, match=next(iter(kwargs))):
             MaskConfig(**kwargs)
     with pytest.raises(
-        ParameterError, match="valid names: group, regions, paper, small-cohort, session, paper-session"
+        ParameterError,
+        match="valid names: group, regions, paper, small-cohort, session, paper-session",
     ):
         mask_preset("huge")
 

@@ -134,6 +134,43 @@ def test_presets_load():
     assert small.data.synthetic and small.data.voxel_size == 3.0
 
 
+def test_paper_study_preset_runs_the_papers_method_everywhere():
+    import dataclasses
+
+    from neuromask.explain import mask_preset
+
+    paper, _ = load_study_config("paper")
+    assert paper.train.model_preset == "paper" and paper.train.model.n_blocks == 7
+    assert paper.mask == mask_preset("paper")
+    assert paper.independent_mask == dataclasses.replace(
+        mask_preset("paper"), patience=25, max_epochs=300
+    )
+    assert paper.session_mask == mask_preset("paper-session")
+    grid = {(name, value): m for name, value, m in paper.mask_grid.settings(paper.mask)}
+    for (name, value), m in grid.items():
+        assert m.score == "probability" and not m.restrict_to_brain, (name, value)
+        if name.startswith("beta"):  # the paper's partners of its beta grids
+            assert (m.lambda1, m.lambda2) == (1e-4, 1e-3), (name, value)
+        else:
+            assert (m.beta1, m.beta2) == (0.1, 1.0)
+        # Figure 4: lambda2 = 0.1 ran at a learning rate of 0.01, every other point at 0.1.
+        assert m.learning_rate == (0.01 if (name, value) == ("lambda2", 0.1) else 0.1)
+    assert grid[("lambda1", 0.01)].lambda2 == 1e-2 and grid[("lambda2", 0.01)].lambda1 == 1e-4
+
+
+def test_a_mask_table_may_name_a_preset_and_a_wrong_name_is_refused(tmp_path):
+    from neuromask.config import ConfigError
+
+    good = tmp_path / "good.toml"
+    good.write_text('[data]\nsynthetic = true\n[mask]\npreset = "regions"\nmax_epochs = 7\n')
+    config, _ = load_study_config(good)
+    assert (config.mask.area, config.mask.upsample, config.mask.max_epochs) == (0.05, 4, 7)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[data]\nsynthetic = true\n[session_mask]\npreset = "sesion"\n')
+    with pytest.raises(ConfigError, match="'sesion' is not a mask preset; valid: group"):
+        load_study_config(bad)
+
+
 def test_session_similarity_arithmetic():
     index = pd.DataFrame(
         {

@@ -12,8 +12,11 @@ Tables (all optional except ``[data]`` for user data):
 - ``[study]``: ``folds``, ``runs``, ``session_subjects`` (0 = all), ``heartbeat_s``;
 - ``[train]``: the training settings, as ``neuromask train --config`` reads them;
 - ``[mask]``: group-mask settings over the ``group`` preset; ``[independent_mask]``: for
-  the independent cohort, over ``small-cohort``; ``[session_mask]``: over ``session``;
-- ``[mask_grid]``: the values of the hyperparameter grid and the fixed partners.
+  the independent cohort, over ``small-cohort``; ``[session_mask]``: over ``session``.
+  Each may name another mask preset (``preset = "paper"``) under its other keys;
+- ``[mask_grid]``: the values of the hyperparameter grid and the fixed partners: the beta
+  grids run at ``beta_lambda1`` / ``beta_lambda2`` (the paper's 1e-4 / 1e-3), and the
+  ``slow_lambda2`` point (0.1) at ``slow_learning_rate`` (0.01), as the paper's Figure 4.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 from neuromask.config import ConfigError, from_mapping, read_toml, to_mapping
 from neuromask.explain import MaskConfig, mask_preset
+from neuromask.explain.config import MASK_PRESETS
 from neuromask.train.config import (
     TrainConfig,
     train_config_from_mapping,
@@ -77,14 +81,22 @@ class GridConfig:
     fixed_beta2: float = 1.0
     fixed_lambda1: float = 0.0001
     fixed_lambda2: float = 0.01
+    #: lambda1 and lambda2 while a beta varies (the paper's partners for its beta grids).
+    beta_lambda1: float = 0.0001
+    beta_lambda2: float = 0.001
+    #: The lambda2 grid point that runs at its own learning rate, as the paper's Figure 4
+    #: (lambda2 = 0.1 at 0.01).
+    slow_lambda2: float = 0.1
+    slow_learning_rate: float = 0.01
 
     def settings(self, base: MaskConfig) -> list[tuple[str, float, MaskConfig]]:
         """(parameter, value, mask settings) for every point of the grid. The grid varies
         the paper's size term, so its points run without the area constraint that
         replaces it by default (``area = 0``); the other settings are ``base``'s."""
+        lambdas = {"lambda1": self.beta_lambda1, "lambda2": self.beta_lambda2}
         partners = {
-            "beta1": {"beta2": self.fixed_beta2},
-            "beta2": {"beta1": self.fixed_beta1},
+            "beta1": {"beta2": self.fixed_beta2, **lambdas},
+            "beta2": {"beta1": self.fixed_beta1, **lambdas},
             "lambda1": {"lambda2": self.fixed_lambda2},
             "lambda2": {"lambda1": self.fixed_lambda1},
         }
@@ -92,6 +104,8 @@ class GridConfig:
         for name, fixed in partners.items():
             for value in getattr(self, name):
                 fields: dict[str, Any] = {"area": 0.0, **fixed, name: float(value)}
+                if name == "lambda2" and float(value) == self.slow_lambda2:
+                    fields["learning_rate"] = self.slow_learning_rate
                 out.append((name, float(value), dataclasses.replace(base, **fields)))
         return out
 
@@ -119,6 +133,16 @@ class StudyConfig:
 
 
 def _over(preset: MaskConfig, data: dict[str, Any], source: str) -> MaskConfig:
+    """A mask table: ``preset = "NAME"`` (a mask preset) or the table's default preset,
+    with the table's other keys on top."""
+    data = dict(data)
+    name = data.pop("preset", None)
+    if name is not None:
+        if name not in MASK_PRESETS:
+            raise ConfigError(
+                f"{source}: preset {name!r} is not a mask preset; valid: {', '.join(MASK_PRESETS)}"
+            )
+        preset = MASK_PRESETS[name]
     return from_mapping(MaskConfig, {**to_mapping(preset), **data}, source=source)
 
 
