@@ -1,4 +1,4 @@
-"""``neuromask mask group`` and ``neuromask mask session``."""
+"""``neuromask mask group``, ``neuromask mask group-qc`` and ``neuromask mask session``."""
 
 from __future__ import annotations
 
@@ -124,6 +124,81 @@ def group(
         f"Group mask from {result.n_images} AD sessions ({result.n_validation} for validation): "
         f"{len(result.history)} epochs, mean P(AD) of masked validation images "
         f"{result.validation_p_ad:.3f} -> {out / 'mask.nii.gz'}"
+    )
+
+
+@mask.command("group-qc")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("caps", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("tsv", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--validation",
+    "validation_tsv",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Sessions whose masking loss drives early stopping (as for `mask group`).",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["group", "regions", "paper", "small-cohort"]),
+    default="group",
+    help="Mask settings, as for `mask group`.",
+)
+@click.option(
+    "--iqr-factor",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3.0,
+    show_default=True,
+    help="Remove the sessions whose loss contribution under the first mask lies above "
+    "Q3 + this many IQR (3: Tukey's far-out values).",
+)
+@_common
+def group_qc(
+    model_dir: Path,
+    caps: Path,
+    tsv: Path,
+    out: Path,
+    validation_tsv: Path | None,
+    preset: str,
+    iqr_factor: float,
+    config_path: Path | None,
+    overwrite: bool,
+    device: str,
+    cache_dir: Path | None,
+    quiet: bool,
+) -> None:
+    """A group mask with the paper's quality-check step 2.
+
+    Trains a first group mask (OUT/first/), removes the sessions whose loss contribution
+    under it stands out (OUT/removed.tsv, with the reason), and trains the final mask
+    on the others (OUT/final/; the first mask is final when none stands out).
+    OUT/qc_step2.json names the final mask's folder. Rerun the same command after an
+    interruption to resume.
+    """
+    from neuromask.jobs.qc_step2 import group_mask_qc_job
+
+    result = group_mask_qc_job(
+        model_dir,
+        caps,
+        tsv,
+        out,
+        _mask_config(preset, config_path),
+        factor=iqr_factor,
+        validation_tsv=validation_tsv,
+        overwrite=overwrite,
+        device=device,
+        cache_dir=cache_dir,
+        progress=not quiet,
+    )
+    if len(result.removed):
+        print_table(
+            result.removed[["participant_id", "session_id", "reason"]],
+            title="Removed by QC step 2",
+        )
+    console.print(
+        f"{len(result.removed)} of {result.first_sessions} sessions removed; final mask "
+        f"from {result.final_sessions} sessions -> {result.final_dir / 'mask.nii.gz'}"
     )
 
 

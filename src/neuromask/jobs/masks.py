@@ -216,8 +216,10 @@ def image_losses(
     config: MaskConfig | None = None,
 ) -> pd.DataFrame:
     """Each training image's contribution to the masking loss (its score f under the mask),
-    with the images that make the loss jump flagged: a robust z-score above 3.5 (median
-    and MAD over the images), the paper's second quality-check step.
+    with its robust z-score (median and MAD over the images), and the images that make
+    the loss jump flagged, the paper's second quality-check step: a contribution above
+    Tukey's far-out fence, Q3 + 3 IQR. (A robust z-score above 3.5 also flagged clean
+    sessions of a confident CNN, whose masked scores cluster within a logit.)
 
     ``config``: the mask settings (default: the explainer's)."""
     config = config or explainer.config
@@ -235,8 +237,18 @@ def image_losses(
         loss_contribution=score,
         p_ad_masked=torch.cat(probabilities).numpy(),
         robust_z=z,
-        flagged=z > 3.5,
+        flagged=score > far_out_fence(score),
     )
+
+
+#: Tukey's factor for "far out" values: Q3 + 3 IQR.
+FAR_OUT = 3.0
+
+
+def far_out_fence(values: np.ndarray, factor: float = FAR_OUT) -> float:
+    """Q3 + factor * IQR of the values (Tukey's far-out fence for factor 3)."""
+    q1, q3 = np.percentile(np.asarray(values, dtype=np.float64), [25, 75])
+    return float(q3 + factor * (q3 - q1))
 
 
 @dataclass
