@@ -1,13 +1,15 @@
-"""Does the default group mask show what the CNN uses? Every method on five fresh cohorts.
+"""Does the default group mask show what the CNN uses? Every method on fresh cohorts.
 
 Usage: python benchmarks/localisation_suite.py OUT [--cohorts NAME,NAME] [--jobs 2]
+           [--masks regions,voxel]
 
 Each cohort is made, quality-checked, split and trained through the `neuromask`
-command, as a user would (`synth`, `qc`, `split`, `train --split 0`); its group masks too
-(`neuromask mask group ... --preset regions`, and `--preset group`, the voxel-level
-defaults, both capped at 40 epochs). The baselines (occlusion with cubes of 24 mm,
-integrated gradients with 16 steps, AAL2 ROI ablation) run through the library on the
-first six correctly classified validation AD sessions, which also score every map:
+command, as a user would (`synth`, `qc`, `split`, `train --split 0`; 120 subjects per
+class); its group masks too (`neuromask mask group ... --preset regions`, and `--preset
+group`, the voxel-level defaults, both capped at 40 epochs), on the sessions of the
+first 24 AD subjects of split 0's training set. The baselines (occlusion with cubes of
+24 mm, integrated gradients with 16 steps, AAL2 ROI ablation) run through the library on
+the first six correctly classified validation AD sessions, which also score every map:
 
 - localisation against the ground truth (`neuromask localize`'s scores; k = the number
   of truly atrophied ROIs; voxel truth for the blob cohort);
@@ -16,10 +18,12 @@ first six correctly classified validation AD sessions, which also score every ma
 - deletion, insertion and ROAD areas (`neuromask.metrics.faithfulness`);
 - P(AD) of the masked validation sessions (masks only), and wall time.
 
-The cohorts use seeds 201 to 205. Seeds 101 to 103 were used to choose the defaults
-(`benchmarks/mask_levers.py`) and are not used here. Every step resumes: rerun the same
-command after an interruption. Prints one table per cohort and the mean ± SD over them,
-as Markdown, and writes OUT/suite.tsv.
+It also measures whether each CNN relies on the truth (`reliance`: P(AD) with the truth,
+or everything else, taken from a CN session), since only then can a map be scored
+against it. The cohorts use seeds 201 to 205. Seeds 101 to 105 were used to choose the
+defaults (`benchmarks/mask_levers.py`) and are not used here. Every step resumes: rerun
+the same command after an interruption. Prints one table per cohort, the reliance table
+and the mean ± SD over the cohorts, as Markdown, and writes OUT/suite.tsv.
 """
 
 from __future__ import annotations
@@ -254,7 +258,9 @@ def main() -> None:
     parser.add_argument("--cohorts", default=",".join(COHORTS))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument(
-        "--masks", default=",".join(MASKS), help="masks to run: regions, voxel (done ones are kept)"
+        "--masks",
+        default=",".join(MASKS),
+        help="masks to run: regions, voxel (done ones are kept)",
     )
     args = parser.parse_args()
     names = [n for n in args.cohorts.split(",") if n]

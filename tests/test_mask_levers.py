@@ -158,7 +158,7 @@ def test_presets_are_pinned():
     voxel-level mask; ``regions`` is the coarse area-constrained one."""
     group, regions = mask_preset("group"), mask_preset("regions")
     assert (group.area, group.upsample, group.max_epochs) == (0.0, 1, 150)
-    assert (regions.area, regions.upsample, regions.max_epochs) == (0.05, 4, 40)
+    assert (regions.area, regions.upsample, regions.max_epochs) == (0.05, 2, 40)
     paper = mask_preset("paper")
     assert (paper.lambda1, paper.lambda2, paper.beta1, paper.beta2) == (1e-4, 1e-2, 0.1, 1.0)
     assert (paper.upsample, paper.area, paper.jitter, paper.reference) == (1, 0.0, 0, "constant")
@@ -248,5 +248,5 @@ def test_a_study_refuses_the_cn_reference_and_its_grid_varies_the_size_term():
             {"data": {"synthetic": True}, "mask": {"reference": "cn_mean"}}, "study.toml"
         )
     points = GridConfig().settings(mask_preset("regions"))
-    assert all(c.area == 0.0 and c.upsample == 4 for _, _, c in points)
+    assert all(c.area == 0.0 and c.upsample == 1 for _, _, c in points)
     assert len({c.lambda1 for name, _, c in points if name == "lambda1"}) == 4

@@ -74,7 +74,7 @@ def mask() -> None:
     type=click.Choice(["group", "regions", "paper", "small-cohort"]),
     default="group",
     help="group: the defaults (a voxel-level mask, logit, lambda1 = lambda2 = 0.001, "
-    "patience 5, 150 epochs); regions: a mask 4 times coarser than the images, smoothly "
+    "patience 5, 150 epochs); regions: a mask 2 times coarser than the images, smoothly "
     "upsampled, that deletes 5 % of the brain (at most 40 epochs); paper: the paper's "
     "method exactly (f = P(AD), lambda1 0.0001, lambda2 0.01, the mask over the whole "
     "image); small-cohort: the paper's patience 25 and 300 epochs for a smaller cohort.",

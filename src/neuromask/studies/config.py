@@ -91,8 +91,9 @@ class GridConfig:
 
     def settings(self, base: MaskConfig) -> list[tuple[str, float, MaskConfig]]:
         """(parameter, value, mask settings) for every point of the grid. The grid varies
-        the paper's size term, so its points run without the area constraint that
-        replaces it by default (``area = 0``); the other settings are ``base``'s."""
+        the paper's size term on the paper's voxel-level mask, so its points run without
+        the area constraint and the coarse lattice of ``regions`` (``area = 0``,
+        ``upsample = 1``); the other settings are ``base``'s."""
         lambdas = {"lambda1": self.beta_lambda1, "lambda2": self.beta_lambda2}
         partners = {
             "beta1": {"beta2": self.fixed_beta2, **lambdas},
@@ -103,7 +104,7 @@ class GridConfig:
         out = []
         for name, fixed in partners.items():
             for value in getattr(self, name):
-                fields: dict[str, Any] = {"area": 0.0, **fixed, name: float(value)}
+                fields: dict[str, Any] = {"area": 0.0, "upsample": 1, **fixed, name: float(value)}
                 if name == "lambda2" and float(value) == self.slow_lambda2:
                     fields["learning_rate"] = self.slow_learning_rate
                 out.append((name, float(value), dataclasses.replace(base, **fields)))
