@@ -125,7 +125,7 @@ def test_config_errors_name_the_table(tmp_path):
 
 
 def test_presets_load():
-    assert set(preset_names()) >= {"small", "paper"}
+    assert set(preset_names()) >= {"small", "paper", "paper-small"}
     paper, _ = load_study_config("paper")
     assert (paper.study.folds, paper.study.runs, paper.data.voxel_size) == (5, 5, 1.5)
     assert paper.data.test_subjects_per_class == 100
@@ -156,6 +156,30 @@ def test_paper_study_preset_runs_the_papers_method_everywhere():
         # Figure 4: lambda2 = 0.1 ran at a learning rate of 0.01, every other point at 0.1.
         assert m.learning_rate == (0.01 if (name, value) == ("lambda2", 0.1) else 0.1)
     assert grid[("lambda1", 0.01)].lambda2 == 1e-2 and grid[("lambda2", 0.01)].lambda1 == 1e-4
+
+
+def test_paper_small_is_the_papers_method_at_the_small_presets_size():
+    """Every setting of the paper's method, with only the sizes (epochs, batch) of the
+    small preset so that it runs on two CPU cores."""
+    import dataclasses
+
+    from neuromask.explain import mask_preset
+
+    paper, _ = load_study_config("paper-small")
+    small, _ = load_study_config("small")
+    assert paper.data == small.data and paper.study == small.study
+    assert paper.train.model_preset == "paper" and paper.train.model.n_blocks == 7
+    sizes = ("max_epochs", "patience", "batch_size")
+    for table, preset in (
+        ("mask", "paper"),
+        ("independent_mask", "paper"),
+        ("session_mask", "paper-session"),
+    ):
+        got = getattr(paper, table)
+        same_sizes = {k: getattr(getattr(small, table), k) for k in sizes}
+        if table == "independent_mask":  # the paper's patience for the smaller cohort
+            same_sizes["patience"] = 25
+        assert got == dataclasses.replace(mask_preset(preset), **same_sizes), table
 
 
 def test_a_mask_table_may_name_a_preset_and_a_wrong_name_is_refused(tmp_path):
