@@ -56,29 +56,41 @@ def mask() -> None:
     """Optimised 3D perturbation masks of a trained CNN (meaningful perturbation)."""
 
 
+def _group_inputs(f):
+    """MODEL_DIR CAPS TSV OUT, --validation and --preset: what every group-mask command
+    takes."""
+    decorators = [
+        click.argument("model_dir", type=click.Path(path_type=Path)),
+        click.argument("caps", type=click.Path(exists=True, file_okay=False, path_type=Path)),
+        click.argument("tsv", type=click.Path(path_type=Path)),
+        click.argument("out", type=click.Path(file_okay=False, path_type=Path)),
+        click.option(
+            "--validation",
+            "validation_tsv",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Sessions whose masking loss drives early stopping. Default: the validation "
+            "set of the split the model was trained on.",
+        ),
+        click.option(
+            "--preset",
+            type=click.Choice(["group", "regions", "paper", "small-cohort"]),
+            default="group",
+            help="group: the defaults (a voxel-level mask, logit, lambda1 = lambda2 = 0.001, "
+            "patience 5, 150 epochs); regions: a mask 2 times coarser than the images, "
+            "smoothly upsampled, that deletes 5 % of the brain (at most 40 epochs); paper: "
+            "the paper's method exactly (f = P(AD), lambda1 0.0001, lambda2 0.01, the mask "
+            "over the whole image); small-cohort: the paper's patience 25 and 300 epochs for "
+            "a smaller cohort.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
 @mask.command("group")
-@click.argument("model_dir", type=click.Path(path_type=Path))
-@click.argument("caps", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("tsv", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--validation",
-    "validation_tsv",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Sessions whose masking loss drives early stopping. Default: the validation set "
-    "of the split the model was trained on.",
-)
-@click.option(
-    "--preset",
-    type=click.Choice(["group", "regions", "paper", "small-cohort"]),
-    default="group",
-    help="group: the defaults (a voxel-level mask, logit, lambda1 = lambda2 = 0.001, "
-    "patience 5, 150 epochs); regions: a mask 2 times coarser than the images, smoothly "
-    "upsampled, that deletes 5 % of the brain (at most 40 epochs); paper: the paper's "
-    "method exactly (f = P(AD), lambda1 0.0001, lambda2 0.01, the mask over the whole "
-    "image); small-cohort: the paper's patience 25 and 300 epochs for a smaller cohort.",
-)
+@_group_inputs
 @_common
 def group(
     model_dir: Path,
@@ -128,23 +140,7 @@ def group(
 
 
 @mask.command("group-qc")
-@click.argument("model_dir", type=click.Path(path_type=Path))
-@click.argument("caps", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("tsv", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--validation",
-    "validation_tsv",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Sessions whose masking loss drives early stopping (as for `mask group`).",
-)
-@click.option(
-    "--preset",
-    type=click.Choice(["group", "regions", "paper", "small-cohort"]),
-    default="group",
-    help="Mask settings, as for `mask group`.",
-)
+@_group_inputs
 @click.option(
     "--iqr-factor",
     type=click.FloatRange(min=0, min_open=True),
