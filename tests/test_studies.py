@@ -193,6 +193,9 @@ def test_a_mask_table_may_name_a_preset_and_a_wrong_name_is_refused(tmp_path):
     bad.write_text('[data]\nsynthetic = true\n[session_mask]\npreset = "sesion"\n')
     with pytest.raises(ConfigError, match="'sesion' is not a mask preset; valid: group"):
         load_study_config(bad)
+    bad.write_text('[data]\nsynthetic = true\n[mask]\npreset = ["paper"]\n')
+    with pytest.raises(ConfigError, match="is not a mask preset"):
+        load_study_config(bad)
 
 
 def test_session_similarity_arithmetic():

@@ -44,7 +44,7 @@ JOB_RECORD = "mask_job.json"
 PathArg = str | os.PathLike[str]
 
 
-def _claim(
+def claim_mask_job(
     kind: str,
     model_dir: PathArg,
     caps: PathArg,
@@ -130,7 +130,7 @@ def group_mask_job(
         validation_tsv = trained.validation_tsv()
     extra = {"validation_tsv": record_path(validation_tsv, out) if validation_tsv else None}
     claim = functools.partial(
-        _claim,
+        claim_mask_job,
         "group",
         model_dir,
         caps,
@@ -276,7 +276,9 @@ def session_mask_job(
     config = config or mask_preset("session")
     out = Path(out)
     trained = TrainedModel.open(model_dir, device)
-    claim = functools.partial(_claim, "session", model_dir, caps, tsv, out, config, overwrite)
+    claim = functools.partial(
+        claim_mask_job, "session", model_dir, caps, tsv, out, config, overwrite
+    )
     claim(dry_run=True)
     inputs = trained.ad_sessions(caps, tsv, cache_dir=cache_dir, progress=progress)
     claim()

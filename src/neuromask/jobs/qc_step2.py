@@ -16,12 +16,14 @@ image and trained the mask again. :func:`group_mask_qc_job` does exactly that:
 3. when any was removed, the final mask is trained on the other sessions
    (``OUT/sessions.tsv``) in ``OUT/final/``; when none was, the first mask is final.
 
-``OUT/qc_step2.json`` names the final mask's folder, the fence and the counts. Every
-stage resumes: rerun the same command after an interruption.
+``OUT/qc_step2.json`` names the final mask's folder, the fence and the counts;
+``OUT/mask_job.json`` marks the folder as this job's, as ``mask group`` marks its own.
+Every stage resumes: rerun the same command after an interruption.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -29,18 +31,11 @@ from pathlib import Path
 
 import pandas as pd
 
-import neuromask
-from neuromask.config import to_mapping
 from neuromask.errors import ParameterError
 from neuromask.explain import MaskConfig, mask_preset
 from neuromask.io.atomic import atomic_path
-from neuromask.io.claim import claim_job_dir
-from neuromask.io.layout import record_path
 from neuromask.io.participants import read_participants, write_tsv
-from neuromask.jobs.masks import FAR_OUT, far_out_fence, group_mask_job
-
-#: The record that marks the procedure's output folder.
-QC_STEP2_RECORD = "qc_step2_job.json"
+from neuromask.jobs.masks import FAR_OUT, claim_mask_job, far_out_fence, group_mask_job
 
 PathArg = str | os.PathLike[str]
 
@@ -87,18 +82,21 @@ def group_mask_qc_job(
         raise ParameterError(f"the fence's IQR factor must be > 0, got {factor!r}")
     config = config or mask_preset("group")
     out = Path(out)
-    job = {
-        "kind": "group_qc_step2",
-        "model_dir": record_path(model_dir, out),
-        "caps": record_path(caps, out),
-        "tsv": record_path(tsv, out),
-        "iqr_factor": factor,
-        "mask": to_mapping(config),
-        "neuromask_version": neuromask.__version__,
-    }
-    inputs = [model_dir, caps, tsv, validation_tsv, validation_caps]
-    claim_job_dir(out, job, overwrite, QC_STEP2_RECORD, inputs=inputs)
+    claim = functools.partial(
+        claim_mask_job,
+        "group_qc_step2",
+        model_dir,
+        caps,
+        tsv,
+        out,
+        config,
+        overwrite,
+        {"iqr_factor": factor},
+        inputs=(validation_tsv, validation_caps),
+    )
+    claim(dry_run=True)
     sessions = read_participants(tsv)
+    claim()
 
     def mask(folder: str, table: PathArg) -> int:
         """A stage's mask (kept when finished: the claim on OUT vouches for its settings);
@@ -121,6 +119,7 @@ def group_mask_qc_job(
 
     first = mask("first", tsv)
     losses = pd.read_csv(out / "first" / "image_losses.tsv", sep="\t")
+    fence = far_out_fence(losses["loss_contribution"].to_numpy(), factor)
     removed = loss_outliers(losses, factor)
     write_tsv(removed, out / "removed.tsv")
     final, final_dir = first, out / "first"
@@ -134,7 +133,7 @@ def group_mask_qc_job(
         final, final_dir = mask("final", out / "sessions.tsv"), out / "final"
     summary = {
         "iqr_factor": factor,
-        "fence": far_out_fence(losses["loss_contribution"].to_numpy(), factor),
+        "fence": fence,
         "first_mask_sessions": first,
         "removed": len(removed),
         "final_mask_sessions": final,

@@ -139,7 +139,7 @@ def _over(preset: MaskConfig, data: dict[str, Any], source: str) -> MaskConfig:
     data = dict(data)
     name = data.pop("preset", None)
     if name is not None:
-        if name not in MASK_PRESETS:
+        if not isinstance(name, str) or name not in MASK_PRESETS:
             raise ConfigError(
                 f"{source}: preset {name!r} is not a mask preset; valid: {', '.join(MASK_PRESETS)}"
             )
