@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from neuromask.data.atrophy import ROI_CORE_SHARE
 from neuromask.data.dataset import load_gm_maps
 from neuromask.data.synthetic import SynthConfig, generate_cohort
 from neuromask.errors import ParameterError
@@ -51,6 +52,25 @@ def test_voxel_scores_use_the_voxel_truth(blob_cohort, tiny_cohort):
     assert perfect.mass_accuracy > noise.mass_accuracy
     _, tiny_grid = load_volume(tiny_cohort.ground_truth / "atrophy_map.nii.gz")
     assert read_truth_voxels(tiny_cohort.ground_truth, tiny_grid) is None  # whole ROIs
+
+
+def test_blob_rois_are_those_a_perfect_map_ranks_first(blob_cohort):
+    """An ROI is atrophied when ROI_CORE_SHARE of its voxels lie in the voxel truth, so
+    the truth itself, scored as a map, finds every truth ROI in its top k."""
+    atrophy_map, grid = load_volume(blob_cohort.ground_truth / "atrophy_map.nii.gz")
+    truth = read_ground_truth(blob_cohort.ground_truth, grid)
+    atlas = load_aal2(grid)
+    assert truth.voxels is not None
+    shares = {
+        name: truth.voxels[atlas.labels == value].mean()
+        for name, value in zip(atlas.names, atlas.values, strict=True)
+        if (atlas.labels == value).any()
+    }
+    assert all(shares[name] >= ROI_CORE_SHARE for name in truth.rois)
+    left_out = [s for name, s in shares.items() if name not in truth.rois]
+    assert max(left_out) < min(shares[name] for name in truth.rois)
+    perfect = truth.scores(truth.voxels.astype(float), atlas, k=len(truth.rois), kind="attribution")
+    assert perfect.roi_precision_at_k == 1.0 and perfect.roi_recall_at_k == 1.0
 
 
 @pytest.mark.parametrize(

@@ -43,8 +43,10 @@ def atrophy_pattern(atlas: Atlas, roi_names: list[str]) -> np.ndarray:
 
 #: Where a blob's pattern counts as truly atrophied, as a share of its peak.
 BLOB_CORE = 0.5
-#: An ROI counts as atrophied when its mean pattern reaches this.
-ROI_SHARE = 0.3
+#: A blob cohort's ROI counts as atrophied when this share of its voxels lies in the
+#: blobs' core (the voxel truth). A perfect map, ranked by ROI means, puts exactly these
+#: ROIs first.
+ROI_CORE_SHARE = 0.15
 
 
 def blob_patterns(
@@ -75,18 +77,20 @@ def blob_patterns(
 
 
 def rois_of_pattern(pattern: np.ndarray, atlas: Atlas) -> list[str]:
-    """The ROIs a pattern atrophies: those whose mean pattern reaches ``ROI_SHARE``
-    (at least the one of highest mean)."""
+    """The ROIs a blob pattern atrophies: those with at least ``ROI_CORE_SHARE`` of their
+    voxels in its core (``truth_voxels``), in decreasing share (at least the ROI of
+    highest share)."""
     labels = atlas.labels.ravel()
-    sums = np.bincount(labels, weights=pattern.ravel(), minlength=int(labels.max()) + 1)
-    counts = np.bincount(labels, minlength=sums.size)
-    means = {
-        name: sums[value] / counts[value]
+    core = truth_voxels(pattern).ravel()
+    inside = np.bincount(labels, weights=core, minlength=int(labels.max()) + 1)
+    counts = np.bincount(labels, minlength=inside.size)
+    shares = {
+        name: inside[value] / counts[value]
         for name, value in zip(atlas.names, atlas.values, strict=True)
         if value < counts.size and counts[value] > 0
     }
-    chosen = [name for name, mean in means.items() if mean >= ROI_SHARE]
-    return chosen or [max(means, key=lambda name: means[name])]
+    ranked = sorted(shares, key=lambda name: -shares[name])
+    return [name for name in ranked if shares[name] >= ROI_CORE_SHARE] or ranked[:1]
 
 
 def truth_voxels(atrophy_map: np.ndarray) -> np.ndarray:
