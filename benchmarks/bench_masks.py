@@ -5,8 +5,9 @@ Usage: python benchmarks/bench_masks.py [--voxel-size 3] [--steps 10] [--session
 The floor of a mask step is the frozen CNN's forward pass plus the backward pass to the
 input, on the same batch. Printed side by side, in one run:
   1. a group-mask step (`MeaningfulPerturbation.group_step`: scores and their gradient,
-     the size and smoothness terms in closed form, Adam, projection to [0, 1]) over the
-     floor, for batches of 1 and 8 images;
+     the size or area and smoothness terms in closed form, Adam, projection to [0, 1])
+     over the floor, for batches of 1 and 8 images, for the default mask (coarse, under
+     the area constraint, over a brain mask) and the voxel-level one (preset `voxel`);
   2. session masks for N images with a fixed number of steps, B at a time vs one by one.
 On CUDA, the same with bf16 autocast of the CNN.
 """
@@ -19,8 +20,9 @@ import time
 
 import torch
 
-from neuromask.explain import MaskConfig, MeaningfulPerturbation
+from neuromask.explain import MeaningfulPerturbation, mask_preset
 from neuromask.explain.adam import SlotAdam
+from neuromask.explain.parametrisation import MaskGrid
 from neuromask.io.grid import clinica_grid
 from neuromask.models import build_model
 
@@ -55,10 +57,16 @@ def main() -> None:
     )
     for device in devices:
         model = build_model(args.preset, shape).to(device).eval()
-        explainer = MeaningfulPerturbation(model, MaskConfig(), device=device)
         gen = torch.Generator().manual_seed(0)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-        for batch in (1, 8):
+        brain = torch.zeros((1, 1, *shape), dtype=torch.bool, device=device)
+        brain[..., 8:-8, 8:-8, 8:-8] = True  # a brain mask, as the mask jobs derive one
+        for preset, batch in ((p, b) for p in ("group", "voxel") for b in (1, 8)):
+            config = mask_preset(preset)
+            explainer = MeaningfulPerturbation(
+                model, config, device=device, brain_mask=brain[0, 0].cpu().numpy()
+            )
+            explainer.grid_map = MaskGrid(shape, config.upsample, brain)  # as attribute sets
             images = torch.rand(batch, 1, *shape, generator=gen).to(device)
 
             def floor() -> None:
@@ -67,7 +75,7 @@ def main() -> None:
                     out = model(x)
                 torch.autograd.grad(out[:, 1].float().sum(), x)
 
-            mask = torch.ones(1, 1, *shape, device=device)
+            mask = explainer.grid_map.ones(1, device)
             adam = SlotAdam(mask, 0.1)
 
             def step() -> None:
@@ -79,16 +87,17 @@ def main() -> None:
             t_floor = (t_floor + timed(floor, args.steps, device)) / 2
             t_step = (t_step + timed(step, args.steps, device)) / 2
             print(
-                f"{device.type:5} group step, batch {batch}: floor {1000 * t_floor:8.1f} ms, "
-                f"mask step {1000 * t_step:8.1f} ms, ratio {t_step / t_floor:5.3f}"
+                f"{device.type:5} group step ({preset}), batch {batch}: floor "
+                f"{1000 * t_floor:8.1f} ms, mask step {1000 * t_step:8.1f} ms, "
+                f"ratio {t_step / t_floor:5.3f}"
             )
 
         images = torch.rand(args.sessions, 1, *shape, generator=gen)
-        config = MaskConfig(max_epochs=args.steps, patience=10**6, tolerance=0.0)
+        config = mask_preset("session", max_epochs=args.steps, patience=10**6, tolerance=0.0)
         timings = {}
         for b in (args.sessions, 1):
             runner = MeaningfulPerturbation(
-                model, MaskConfig(**{**config.__dict__, "batch_size": b}), device=device
+                model, mask_preset("session", **{**config.__dict__, "batch_size": b}), device=device
             )
             tic = time.perf_counter()
             with autocast:

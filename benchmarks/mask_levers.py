@@ -87,25 +87,37 @@ def run_cohort(
     rows = []
     for name, fields in settings:
         base = fields.pop("preset", "group")
+        # sweep=A/B/C: one mask per area, averaged (Fong et al. 2019 sum their masks)
+        areas = [float(a) for a in str(fields.pop("sweep", "")).split("/") if a]
         config = dataclasses.replace(mask_preset(str(base)), **fields)
-        explainer = MeaningfulPerturbation(
-            trained.model,
-            config,
-            brain_mask=brain,
-            reference=reference if config.reference == "cn_mean" else None,
-        )
         tic = time.perf_counter()
-        masks, result = explainer.attribute(x_train, 1, validation=val.images)
+        swept, probabilities, epochs = [], [], 0
+        for area in areas or [config.area]:
+            explainer = MeaningfulPerturbation(
+                trained.model,
+                dataclasses.replace(config, area=area),
+                brain_mask=brain,
+                reference=reference if config.reference == "cn_mean" else None,
+            )
+            masks, result = explainer.attribute(x_train, 1, validation=val.images)
+            probabilities.append(float(np.mean(explainer.probabilities(val.images, 1, masks))))
+            swept.append(masks[0, 0].numpy())
+            epochs += len(result.history)
         seconds = time.perf_counter() - tic
-        m = masks[0, 0].numpy()
-        p = float(np.mean(explainer.probabilities(val.images, 1, masks)))
+        m = np.mean(swept, axis=0)
+        p = probabilities[len(probabilities) // 2]  # the middle area's mask
+        if len(areas) > 1:
+            print(
+                f"{name}: masked P(AD) per area {dict(zip(areas, probabilities, strict=True))}",
+                flush=True,
+            )
         row = {
             "cohort": cohort.name,
             "method": name,
             **score_map(1 - m, trained.model, x_val, brain, atlas, truth),
             "p_ad_masked": p,
             "deleted": float((m < 0.5).mean()),
-            "epochs": len(result.history),
+            "epochs": epochs,
             "seconds": seconds,
         }
         print(pd.DataFrame([row]).round(3).to_string(index=False, header=not rows), flush=True)

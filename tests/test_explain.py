@@ -101,7 +101,7 @@ def test_bad_hyperparameters_are_refused():
             MaskConfig(**kwargs)
     with pytest.raises(
         ParameterError,
-        match="valid names: group, regions, paper, small-cohort, session, paper-session",
+        match="valid names: group, voxel, paper, small-cohort, session, paper-session",
     ):
         mask_preset("huge")
 
@@ -120,7 +120,7 @@ def test_model_is_frozen_and_untouched(planted_model):
 def test_group_mask_finds_the_planted_block_and_fools_the_cnn(planted_model):
     model, train, validation = planted_model
     config = mask_preset(
-        "group", lambda1=1e-3, lambda2=1e-3, max_epochs=40, patience=10, score="probability"
+        "voxel", lambda1=1e-3, lambda2=1e-3, max_epochs=40, patience=10, score="probability"
     )
     explainer = MeaningfulPerturbation(model, config)
     before = explainer.probabilities(validation, 1).mean()
@@ -169,8 +169,8 @@ def test_group_mask_resumes_to_the_same_mask(planted_model, tmp_path):
 def test_session_masks_batched_equal_one_by_one(planted_model):
     model, train, _ = planted_model
     images = train[:5]
-    config = MaskConfig(
-        lambda1=1e-3, lambda2=1e-3, max_epochs=30, patience=10, tolerance=0.01, score="probability"
+    config = mask_preset(  # the session preset's voxel-level mask
+        "session", max_epochs=30, patience=10, score="probability"
     )
     batched, result = MeaningfulPerturbation(
         model, config.__class__(**{**config.__dict__, "batch_size": 3})

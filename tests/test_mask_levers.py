@@ -47,6 +47,26 @@ def test_area_term_matches_autograd_and_is_zero_at_the_exact_area():
     assert float(area_term(exact, 0.3, 1.0)[0][0]) == 0.0
 
 
+def test_area_term_does_not_pick_among_ties():
+    """At the all-ones start every brain voxel is tied: the sort's order must not choose
+    which ones the constraint deletes, so all get the same pull (the mean target)."""
+    brain = torch.zeros((1, 1, 6, 7, 8), dtype=torch.bool)
+    brain[..., 1:5, 1:6, 1:7] = True
+    term, grad = area_term(torch.ones((2, 1, 6, 7, 8)), 0.1, 4.0, brain[0, 0])
+    n = int(brain.sum())
+    k = round(0.1 * n)
+    assert torch.allclose(term, torch.full((2,), 4.0 * k / n))  # the value is unchanged
+    inside = grad[:, :, brain[0, 0]]
+    assert torch.allclose(inside, torch.full_like(inside, 2 * 4.0 / n * k / n))
+    assert (grad[:, :, ~brain[0, 0]] == 0).all()
+    partly = torch.ones((1, 1, 6, 7, 8))
+    partly[0, 0, 1, 1, 1:4] = 0.0  # three deleted voxels, below the area's k
+    _, grad = area_term(partly, 0.1, 4.0, brain[0, 0])
+    rest = grad[0, 0][brain[0, 0] & (partly[0, 0] == 1)]
+    assert torch.allclose(rest, rest[0].expand_as(rest)) and rest[0] > 0
+    assert (grad[0, 0, 1, 1, 1:4] == 0).all()  # already at their target
+
+
 def test_coarse_mask_is_smooth_keeps_the_outside_and_pulls_back_its_adjoint():
     brain = torch.zeros((1, 1, 9, 10, 11), dtype=torch.bool)
     brain[..., 1:8, 1:9, 1:10] = True
@@ -154,11 +174,15 @@ def test_coarse_area_mask_with_jitter_resumes_to_the_same_mask(planted_model, tm
 
 
 def test_presets_are_pinned():
-    """The paper's method must not move when the defaults do; the defaults stay the
-    voxel-level mask; ``regions`` is the coarse area-constrained one."""
-    group, regions = mask_preset("group"), mask_preset("regions")
-    assert (group.area, group.upsample, group.max_epochs) == (0.0, 1, 150)
-    assert (regions.area, regions.upsample, regions.max_epochs) == (0.05, 2, 40)
+    """The paper's method must not move when the defaults do; the defaults are the
+    coarse area-constrained mask; ``voxel`` and ``session`` are voxel-level."""
+    group, voxel = mask_preset("group"), mask_preset("voxel")
+    assert group == MaskConfig()
+    assert (group.area, group.upsample, group.max_epochs) == (0.05, 2, 40)
+    assert (voxel.area, voxel.upsample, voxel.max_epochs) == (0.0, 1, 150)
+    assert (voxel.lambda1, voxel.lambda2, voxel.score) == (1e-3, 1e-3, "logit")
+    session = mask_preset("session")
+    assert (session.area, session.upsample, session.max_epochs) == (0.0, 1, 5000)
     paper = mask_preset("paper")
     assert (paper.lambda1, paper.lambda2, paper.beta1, paper.beta2) == (1e-4, 1e-2, 0.1, 1.0)
     assert (paper.upsample, paper.area, paper.jitter, paper.reference) == (1, 0.0, 0, "constant")
@@ -247,6 +271,6 @@ def test_a_study_refuses_the_cn_reference_and_its_grid_varies_the_size_term():
         study_config_from_mapping(
             {"data": {"synthetic": True}, "mask": {"reference": "cn_mean"}}, "study.toml"
         )
-    points = GridConfig().settings(mask_preset("regions"))
+    points = GridConfig().settings(mask_preset("group"))
     assert all(c.area == 0.0 and c.upsample == 1 for _, _, c in points)
     assert len({c.lambda1 for name, _, c in points if name == "lambda1"}) == 4

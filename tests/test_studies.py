@@ -186,9 +186,9 @@ def test_a_mask_table_may_name_a_preset_and_a_wrong_name_is_refused(tmp_path):
     from neuromask.config import ConfigError
 
     good = tmp_path / "good.toml"
-    good.write_text('[data]\nsynthetic = true\n[mask]\npreset = "regions"\nmax_epochs = 7\n')
+    good.write_text('[data]\nsynthetic = true\n[mask]\npreset = "voxel"\nmax_epochs = 7\n')
     config, _ = load_study_config(good)
-    assert (config.mask.area, config.mask.upsample, config.mask.max_epochs) == (0.05, 2, 7)
+    assert (config.mask.area, config.mask.upsample, config.mask.max_epochs) == (0.0, 1, 7)
     bad = tmp_path / "bad.toml"
     bad.write_text('[data]\nsynthetic = true\n[session_mask]\npreset = "sesion"\n')
     with pytest.raises(ConfigError, match="'sesion' is not a mask preset; valid: group"):

@@ -74,14 +74,14 @@ def _group_inputs(f):
         ),
         click.option(
             "--preset",
-            type=click.Choice(["group", "regions", "paper", "small-cohort"]),
+            type=click.Choice(["group", "voxel", "paper", "small-cohort"]),
             default="group",
-            help="group: the defaults (a voxel-level mask, logit, lambda1 = lambda2 = 0.001, "
-            "patience 5, 150 epochs); regions: a mask 2 times coarser than the images, "
-            "smoothly upsampled, that deletes 5 % of the brain (at most 40 epochs); paper: "
-            "the paper's method exactly (f = P(AD), lambda1 0.0001, lambda2 0.01, the mask "
-            "over the whole image); small-cohort: the paper's patience 25 and 300 epochs for "
-            "a smaller cohort.",
+            help="group: the defaults (a mask 2 times coarser than the images, smoothly "
+            "upsampled, that deletes 5 % of the brain; logit; at most 40 epochs); voxel: a "
+            "voxel-level mask under the size term (lambda1 = lambda2 = 0.001, at most 150 "
+            "epochs); paper: the paper's method exactly (f = P(AD), lambda1 0.0001, lambda2 "
+            "0.01, the mask over the whole image); small-cohort: the defaults with the "
+            "paper's patience 25 and 300 epochs for a smaller cohort.",
         ),
     ]
     for decorator in reversed(decorators):

@@ -48,7 +48,14 @@ def area_term(
     its gradient: ``weight * mean((sort(m) - r)^2)`` over the brain's voxels, where r
     holds 0 for the lowest ``area`` share of the voxels and 1 for the rest. It is 0 when
     the mask deletes exactly that share of the brain (m = 0 there, 1 elsewhere),
-    whatever the shape deleted."""
+    whatever the shape deleted.
+
+    Voxels of equal value that straddle the boundary share one target, the mean of r
+    over their positions, in the gradient: it is the gradient averaged over every order
+    of the ties. Otherwise the sort would hand the deletion to whichever tied voxels it
+    lists first. Every voxel starts at m = 1, so at the first step that is a block in
+    memory order, which the optimiser then keeps: measured on a CNN that a 5 % deletion
+    did not fool, the mask was a box."""
     b = masks.shape[0]
     flat = masks.reshape(b, -1)
     inside = (
@@ -60,11 +67,17 @@ def area_term(
     n = values.shape[1]
     k = int(round(area * n))
     ordered, order = values.sort(dim=1)
-    residual = ordered.clone()
-    residual[:, k:] -= 1.0
-    term = weight * residual.pow(2).mean(1)
+    target = torch.ones_like(ordered)
+    target[:, :k] = 0.0
+    term = weight * (ordered - target).pow(2).mean(1)
+    if 0 < k < n:
+        for row in range(b):
+            tied = ordered[row] == ordered[row, k]
+            if tied[k - 1]:  # the boundary falls inside a group of equal values
+                target[row, tied] = target[row, tied].mean()
     grad = torch.zeros_like(flat)
-    grad[:, inside] = torch.zeros_like(values).scatter_(1, order, residual * (2 * weight / n))
+    residual = (ordered - target) * (2 * weight / n)
+    grad[:, inside] = torch.zeros_like(values).scatter_(1, order, residual)
     return term, grad.reshape(masks.shape)
 
 

@@ -92,7 +92,7 @@ class GridConfig:
     def settings(self, base: MaskConfig) -> list[tuple[str, float, MaskConfig]]:
         """(parameter, value, mask settings) for every point of the grid. The grid varies
         the paper's size term on the paper's voxel-level mask, so its points run without
-        the area constraint and the coarse lattice of ``regions`` (``area = 0``,
+        the area constraint and the coarse lattice of the defaults (``area = 0``,
         ``upsample = 1``); the other settings are ``base``'s."""
         lambdas = {"lambda1": self.beta_lambda1, "lambda2": self.beta_lambda2}
         partners = {
