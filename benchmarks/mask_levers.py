@@ -89,10 +89,13 @@ def run_cohort(
         base = fields.pop("preset", "group")
         # sweep=A/B/C: one mask per area, averaged (Fong et al. 2019 sum their masks)
         areas = [float(a) for a in str(fields.pop("sweep", "")).split("/") if a]
+        # extremal=A/B/C: areas in turn, keeping the first whose mask fools the CNN
+        # (masked validation P(AD) < 0.05), Fong et al. 2019's smallest sufficient area
+        extremal = [float(a) for a in str(fields.pop("extremal", "")).split("/") if a]
         config = dataclasses.replace(mask_preset(str(base)), **fields)
         tic = time.perf_counter()
         swept, probabilities, epochs = [], [], 0
-        for area in areas or [config.area]:
+        for area in extremal or areas or [config.area]:
             explainer = MeaningfulPerturbation(
                 trained.model,
                 dataclasses.replace(config, area=area),
@@ -103,14 +106,14 @@ def run_cohort(
             probabilities.append(float(np.mean(explainer.probabilities(val.images, 1, masks))))
             swept.append(masks[0, 0].numpy())
             epochs += len(result.history)
+            if extremal and probabilities[-1] < 0.05:
+                break
         seconds = time.perf_counter() - tic
-        m = np.mean(swept, axis=0)
-        p = probabilities[len(probabilities) // 2]  # the middle area's mask
-        if len(areas) > 1:
-            print(
-                f"{name}: masked P(AD) per area {dict(zip(areas, probabilities, strict=True))}",
-                flush=True,
-            )
+        m = swept[-1] if extremal else np.mean(swept, axis=0)
+        p = probabilities[-1] if extremal else probabilities[len(probabilities) // 2]
+        if len(probabilities) > 1:
+            tried = dict(zip((extremal or areas)[: len(probabilities)], probabilities, strict=True))
+            print(f"{name}: masked P(AD) per area {tried}", flush=True)
         row = {
             "cohort": cohort.name,
             "method": name,
