@@ -80,8 +80,10 @@ def test_report_holds_every_table_and_figure(report, tiny_cohort):
         "group_roi_densities.png",
         "adni_folds_roi_similarity.png",
         "training_folds_similarity.png",
+        "architecture.png",
     ):
         assert (report.parent / "figures" / name).stat().st_size > 5_000, name
+    assert "The CNN&#39;s architecture" in text or "The CNN's architecture" in text
     # The CNN table's numbers are the study's.
     import pandas as pd
 

@@ -172,6 +172,7 @@ def _cnn_section(b: ReportBuilder, study: Path) -> Section:
     b.tsv(
         s, "Balanced accuracy of every run", b.layout.tables("cnn") / "balanced_accuracy_runs.tsv"
     )
+    _architecture_figure(b, s)
     histories = {}
     for path in sorted(b.layout.models.glob(f"{RUN_GLOB}/training.tsv")):
         histories[f"{path.parent.parent.name}/{path.parent.name}"] = pd.read_csv(path, sep="\t")
@@ -185,6 +186,16 @@ def _cnn_section(b: ReportBuilder, study: Path) -> Section:
             lambda p: plot_training_curves(histories, p),
         )
     return s
+
+
+def _architecture_figure(b: ReportBuilder, s: Section) -> None:
+    """The paper's Figure 1: the first run's CNN, drawn from its recorded settings."""
+    from neuromask.figures.architecture import plot_run_architecture
+
+    runs = sorted(p.parent for p in b.layout.models.glob(f"{RUN_GLOB}/config.json"))
+    if runs:
+        caption = plot_run_architecture(runs[0], b.figures / "architecture.png")
+        b.figure(s, caption, b.figures / "architecture.png")
 
 
 def _group_section(b: ReportBuilder, study: Path, truth_dir: Path | None, k: int) -> Section:
