@@ -101,6 +101,34 @@ def test_a_study_not_run_is_said_so(finished_study, tmp_path):
     assert "Not run. `neuromask sanity" in text
 
 
+def test_figure_2_shows_a_step_2_failure_when_group_qc_ran(finished_study, tiny_cohort, tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    from neuromask.jobs.qc import quality_check_folder
+
+    study = tmp_path / "study"
+    shutil.copytree(finished_study["out"], study, ignore=shutil.ignore_patterns("report"))
+    # the tiny study reads a CAPS folder; give it the QC table a synthetic study has
+    quality_check_folder(
+        tiny_cohort.caps, tiny_cohort.participants, study / "data" / "adni" / "qc", progress=False
+    )
+    text = build_report(study).path.read_text()
+    assert "step 1 failure" in text and "in the study folder to add it" in text
+    two = Image.open(study / "report" / "figures" / "qc_steps.png").size
+    qc = pd.read_csv(study / "data" / "adni" / "qc" / "qc.tsv", sep="\t")
+    kept = qc[qc["qc_pass"]].iloc[-1]
+    (study / "group-qc").mkdir()
+    pd.DataFrame(
+        [{"participant_id": kept["participant_id"], "session_id": kept["session_id"],
+          "loss_contribution": -2.5, "robust_z": 9.0, "flagged": True}]
+    ).to_csv(study / "group-qc" / "removed.tsv", sep="\t", index=False)  # fmt: skip
+    text = build_report(study).path.read_text()
+    assert f"{kept['participant_id']} {kept['session_id']}, from group-qc/removed.tsv" in text
+    three = Image.open(study / "report" / "figures" / "qc_steps.png").size
+    assert three[1] > 1.3 * two[1]  # a third row
+
+
 def test_report_errors(tmp_path):
     result = CliRunner().invoke(cli, ["report", str(tmp_path)])
     assert result.exit_code == 1 and "not a study folder" in result.output

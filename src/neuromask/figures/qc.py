@@ -1,4 +1,4 @@
-"""The quality-check figure (the paper's Figure 2): a passed and a rejected map."""
+"""The quality-check figures (the paper's Figure 2): passed and rejected maps."""
 
 from __future__ import annotations
 
@@ -24,18 +24,28 @@ def plot_qc_examples(
     rejected_reason: str = "",
 ) -> Path:
     """Orthogonal views of one passed and one rejected GM map, one row each."""
+    panels = []
+    if passed is not None:
+        panels.append((passed, f"passed: {_session_name(passed)}"))
+    if rejected is not None:
+        reason = f" ({rejected_reason})" if rejected_reason else ""
+        panels.append((rejected, f"rejected: {_session_name(rejected)}{reason}"))
+    return plot_qc_panels(panels, out)
+
+
+def _session_name(path: Path) -> str:
+    return path.name.split("_T1w")[0]
+
+
+def plot_qc_panels(panels: list[tuple[Path, str]], out: str | os.PathLike[str]) -> Path:
+    """Orthogonal views of GM maps, one row per (map, title)."""
     from nilearn import plotting
 
-    panels = [(p, t) for p, t in ((passed, "passed"), (rejected, "rejected")) if p is not None]
     if not panels:
-        raise ValueError("plot_qc_examples: nothing to plot")
+        raise ValueError("plot_qc_panels: nothing to plot")
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.2 * len(panels)))
     axes = [axes] if len(panels) == 1 else list(axes)
-    for ax, (path, status) in zip(axes, panels, strict=True):
-        name = path.name.split("_T1w")[0]
-        title = f"{status}: {name}"
-        if status == "rejected" and rejected_reason:
-            title += f" ({rejected_reason})"
+    for ax, (path, title) in zip(axes, panels, strict=True):
         img = cast(nib.Nifti1Image, nib.load(path))
         if min(img.shape[:3]) < 2:  # nothing to cut through
             ax.set_axis_off()

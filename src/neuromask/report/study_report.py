@@ -152,6 +152,11 @@ def _data_section(b: ReportBuilder, study: Path) -> Section:
             )
     if rows:
         b.table(s, "Cohorts and quality check", pd.DataFrame(rows))
+    from neuromask.report.qc_steps import qc_steps_figure
+
+    steps = qc_steps_figure(study, b.figures / "qc_steps.png")
+    if steps is not None:
+        b.figure(s, steps[1], steps[0])
     b.tsv(
         s,
         "Split: age- and sex-matched test set and cross-validation folds",
