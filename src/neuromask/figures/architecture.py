@@ -47,8 +47,7 @@ def architecture_stages(config: CNNConfig, input_shape: tuple[int, int, int]) ->
                 "conv",
             )
         )
-    width = config.feature_shape(input_shape)
-    flat = math.prod(width)
+    flat = math.prod(config.feature_shape(input_shape))
     detail = f"flatten {flat:,}\ndropout {config.dropout:g}\n"
     for i, hidden in enumerate(config.fc_layers):
         stages.append(

@@ -4,7 +4,8 @@ rejected and one that step 2 removed.
 Step 1 is ``neuromask qc`` (the study's ``data/adni/qc/qc.tsv``). Step 2 is
 ``neuromask mask group-qc``, whose ``removed.tsv`` the report reads from
 ``STUDY_DIR/group-qc/`` when the user ran it there; without it the figure has the first
-two panels and its caption says how to add the third.
+two panels and its caption says how to add the third. The report shows it in place of
+the ADNI-like cohort's own QC figure, whose two examples are its first panels.
 """
 
 from __future__ import annotations

@@ -130,6 +130,9 @@ def _data_section(b: ReportBuilder, study: Path) -> Section:
             "Synthetic cohorts written by neuromask; the regions given atrophy (ground "
             f"truth): {', '.join(rois)}."
         )
+    from neuromask.report.qc_steps import qc_steps_figure
+
+    steps = qc_steps_figure(study, b.figures / "qc_steps.png")
     rows = []
     for cohort in ("adni", "aibl"):
         qc = b.layout.qc(cohort).table
@@ -144,19 +147,17 @@ def _data_section(b: ReportBuilder, study: Path) -> Section:
                     "rejected by QC": int((~passed).sum()) if passed is not None else np.nan,
                 }
             )
-            b.figure(
-                s,
-                f"{cohort}: quality check, examples of passed and rejected sessions",
-                b.layout.qc(cohort).figure,
-                f"qc_{cohort}.png",
-            )
+            if cohort == "adni" and steps is not None:
+                b.figure(s, steps[1], steps[0])
+            else:
+                b.figure(
+                    s,
+                    f"{cohort}: quality check, examples of passed and rejected sessions",
+                    b.layout.qc(cohort).figure,
+                    f"qc_{cohort}.png",
+                )
     if rows:
         b.table(s, "Cohorts and quality check", pd.DataFrame(rows))
-    from neuromask.report.qc_steps import qc_steps_figure
-
-    steps = qc_steps_figure(study, b.figures / "qc_steps.png")
-    if steps is not None:
-        b.figure(s, steps[1], steps[0])
     b.tsv(
         s,
         "Split: age- and sex-matched test set and cross-validation folds",
