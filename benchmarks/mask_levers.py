@@ -9,9 +9,10 @@ For every cohort and setting it trains a group mask on the correctly classified 
 sessions of split 0's training set, with its validation set for early stopping, and
 scores it on the validation AD sessions: localisation against the ground truth (k = the
 number of truly atrophied ROIs), coherence, insertion / deletion / ROAD areas, masked
-P(AD) and wall time. ``--baselines`` adds occlusion, integrated gradients and ROI
-ablation (run once per cohort, cached in the cohort folder). The cohorts used here must
-not be those of the reported suite.
+P(AD) (with the mask's own fill, with mu = 1 and with healthy tissue, see
+:mod:`neuromask.explain.reference`) and wall time. ``--baselines`` adds occlusion,
+integrated gradients and ROI ablation (run once per cohort, cached in the cohort
+folder). The cohorts used here must not be those of the reported suite.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ import torch
 
 from neuromask.explain import MeaningfulPerturbation, mask_preset
 from neuromask.explain.baselines import attribute
+from neuromask.explain.reference import HealthyReference
 from neuromask.io.atlas import load_aal2
 from neuromask.jobs.trained_model import TrainedModel, brain_mask_of, cn_reference
 from neuromask.metrics.coherence import coherence
 from neuromask.metrics.faithfulness import faithfulness_curves
 from neuromask.metrics.localization import read_ground_truth
+from neuromask.models.inference import class_probabilities
 from neuromask.runtime import tune_allocator
 
 BASELINES = ("occlusion", "integrated_gradients", "roi_ablation")
@@ -81,7 +84,11 @@ def run_cohort(
     atlas = load_aal2(grid)
     truth = read_ground_truth(cohort / "synth" / "ground_truth", grid)
     brain = brain_mask_of(train.data.images)
-    reference = cn_reference(trained, caps, cohort / "split" / "split-0" / "train.tsv")
+    references = {
+        "cn_mean": cn_reference(trained, caps, cohort / "split" / "split-0" / "train.tsv"),
+        "healthy": trained.training_cn_sessions(),
+    }
+    healthy = HealthyReference(references["healthy"], trained.device)
     x_val = val.images[:images]
     x_train = train.images[:train_images] if train_images else train.images
     rows = []
@@ -100,7 +107,7 @@ def run_cohort(
                 trained.model,
                 dataclasses.replace(config, area=area),
                 brain_mask=brain,
-                reference=reference if config.reference == "cn_mean" else None,
+                reference=references.get(config.reference),
             )
             masks, result = explainer.attribute(x_train, 1, validation=val.images)
             probabilities.append(float(np.mean(explainer.probabilities(val.images, 1, masks))))
@@ -114,11 +121,23 @@ def run_cohort(
         if len(probabilities) > 1:
             tried = dict(zip((extremal or areas)[: len(probabilities)], probabilities, strict=True))
             print(f"{name}: masked P(AD) per area {tried}", flush=True)
+        shared = torch.from_numpy(np.ascontiguousarray(m)).reshape(1, 1, *m.shape)
         row = {
             "cohort": cohort.name,
             "method": name,
             **score_map(1 - m, trained.model, x_val, brain, atlas, truth),
             "p_ad_masked": p,
+            # the same mask, its deleted voxels filled with mu = 1 and with healthy tissue
+            # (max(X, H), validation image i with CN session i mod K): a mask that shows
+            # what the CNN uses should fool it in both
+            "p_ad_mu": float(
+                np.mean(class_probabilities(trained.model, val.images, shared, target=1))
+            ),
+            "p_ad_healthy": float(
+                np.mean(
+                    class_probabilities(trained.model, val.images, shared, target=1, mu=healthy)
+                )
+            ),
             "deleted": float((m < 0.5).mean()),
             "epochs": epochs,
             "seconds": seconds,

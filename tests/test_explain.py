@@ -91,7 +91,7 @@ def test_bad_hyperparameters_are_refused():
         {"margin": -1.0},
         {"upsample": 0},
         {"jitter": -1},
-        {"reference": "healthy"},
+        {"reference": "median"},
         {"area": 1.0},
         {"area_weight": 0.0},
         {"step_scaling": "pixel"},

@@ -279,9 +279,27 @@ def test_group_mask_with_the_cn_reference_writes_it(tiny_model, tiny_training, t
     result = json.loads((out / "result.json").read_text())
     assert result["mask"]["reference"] == "cn_mean" and result["mask"]["upsample"] == 2
     bad = tmp_path / "bad.toml"
-    bad.write_text('reference = "healthy"\n')
+    bad.write_text('reference = "median"\n')
     code, output = run(
         "mask", "group", tiny_model, t["caps"], t["split"] / "split-0" / "train.tsv",
         tmp_path / "bad", "--config", bad, "--quiet",
     )  # fmt: skip
     assert code == 1 and "reference" in output and "Traceback" not in output
+
+
+def test_group_mask_with_the_healthy_reference(tiny_model, tiny_training, tmp_path):
+    """``reference = "healthy"`` through the command line: the CN training sessions are
+    loaded, the job runs, and its settings say which reference filled the mask."""
+    t = tiny_training
+    config = tmp_path / "healthy.toml"
+    config.write_text('max_epochs = 2\nreference = "healthy"\narea = 0.02\n')
+    out = tmp_path / "healthy"
+    code, output = run(
+        "mask", "group", tiny_model, t["caps"], t["split"] / "split-0" / "train.tsv", out,
+        "--config", config, "--quiet",
+    )  # fmt: skip
+    assert code == 0, output
+    result = json.loads((out / "result.json").read_text())
+    assert result["mask"]["reference"] == "healthy" and result["mask"]["area"] == 0.02
+    assert nib.load(out / "mask.nii.gz").shape == clinica_grid(6.0).shape
+    assert not (out / "reference.nii.gz").exists()  # the reference differs per image

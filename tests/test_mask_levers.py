@@ -274,3 +274,97 @@ def test_a_study_refuses_the_cn_reference_and_its_grid_varies_the_size_term():
     points = GridConfig().settings(mask_preset("group"))
     assert all(c.area == 0.0 and c.upsample == 1 for _, _, c in points)
     assert len({c.lambda1 for name, _, c in points if name == "lambda1"}) == 4
+
+
+def healthy_sessions(k: int = 6, seed: int = 5) -> np.ndarray:
+    """CN-like maps of the planted cohort: no dark block."""
+    return np.random.default_rng(seed).normal(0.5, 0.05, (k, *SHAPE)).astype(np.float32)
+
+
+def test_healthy_reference_restores_only_what_lies_below_a_healthy_session():
+    from neuromask.explain.reference import HealthyReference
+
+    sessions = healthy_sessions(3)
+    ref = HealthyReference(sessions, torch.device("cpu"))
+    images = torch.from_numpy(healthy_sessions(4, seed=9)).unsqueeze(1)
+    images[:, :, :3, :3, :3] -= 0.4
+    paired = ref.paired(images, [0, 1, 2, 3])
+    expected = np.maximum(images.numpy(), sessions[[0, 1, 2, 0]][:, None])
+    np.testing.assert_array_equal(paired.numpy(), expected)
+    assert (paired >= images).all()
+    # the dark block is restored to healthy values, the rest moves by noise at most
+    assert paired[:, :, :3, :3, :3].mean() > images[:, :, :3, :3, :3].mean() + 0.3
+    drawn = ref.drawn(images, seed=0, epoch=1, batch=2)
+    assert torch.equal(drawn, ref.drawn(images, seed=0, epoch=1, batch=2))
+    assert not torch.equal(drawn, ref.drawn(images, seed=0, epoch=2, batch=2))
+
+
+def test_healthy_reference_gives_no_pull_where_the_image_is_healthier(planted_model):
+    """d(score)/dm = (X - fill) * df/dx is 0 wherever X >= H: a mask gains nothing by
+    deleting tissue that is already as healthy as the reference."""
+    from neuromask.explain.objective import score_and_gradient
+
+    model, train, _ = planted_model
+    config = MaskConfig(reference="healthy")
+    explainer = MeaningfulPerturbation(model, config, reference=healthy_sessions())
+    images = train[:2]
+    fill = explainer.fill_of(images, step=(0, 0))
+    masks = torch.full_like(images, 0.5)
+    _, _, grad = score_and_gradient(explainer.model, images, masks, config, 1, fill)
+    unchanged = fill == images
+    assert unchanged.float().mean() > 0.2
+    assert (grad[unchanged] == 0).all() and (grad[~unchanged] != 0).any()
+
+
+def test_healthy_reference_mask_finds_the_block_and_resumes_to_the_same_mask(
+    planted_model, tmp_path
+):
+    model, train, validation = planted_model
+    config = MaskConfig(reference="healthy", area=0.06, max_epochs=6, patience=6, batch_size=4)
+    sessions = healthy_sessions()
+    straight, result = MeaningfulPerturbation(model, config, reference=sessions).attribute(
+        train, 1, validation=validation
+    )
+    deletion = 1 - result.raw_masks[0, 0].numpy()
+    block = np.zeros(SHAPE, bool)
+    block[:3, :3, :3] = True
+    assert deletion[block].mean() > 3 * deletion[~block].mean()
+
+    def interrupt(epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    explainer = MeaningfulPerturbation(model, config, reference=sessions)
+    with pytest.raises(KeyboardInterrupt):
+        explainer.attribute(
+            train, 1, validation=validation, checkpoint=tmp_path / "c.pt", after_epoch=interrupt
+        )
+    resumed, _ = explainer.attribute(train, 1, validation=validation, checkpoint=tmp_path / "c.pt")
+    assert torch.equal(straight, resumed)
+    # session masks pair image i with session i mod K
+    session_masks, _ = MeaningfulPerturbation(
+        model,
+        dataclasses.replace(mask_preset("session"), reference="healthy", max_epochs=3),
+        reference=sessions,
+    ).attribute(train[:2], 1, mode="session")
+    assert session_masks.shape == (2, 1, *SHAPE)
+
+
+def test_healthy_reference_is_required_and_checked(planted_model):
+    from neuromask.explain.reference import MAX_HEALTHY_SESSIONS, healthy_subset
+
+    model, train, _ = planted_model
+    with pytest.raises(ParameterError, match="needs the CN sessions"):
+        MeaningfulPerturbation(model, MaskConfig(reference="healthy"))
+    with pytest.raises(ParameterError, match="K >= 1"):
+        MeaningfulPerturbation(model, MaskConfig(reference="healthy"), reference=np.ones(SHAPE))
+    wrong = MeaningfulPerturbation(
+        model, MaskConfig(reference="healthy"), reference=np.ones((2, 3, 3, 3))
+    )
+    with pytest.raises(ParameterError, match="healthy sessions"):
+        wrong.attribute(train, 1)
+    subjects = [f"sub-{i // 2}" for i in range(2 * (MAX_HEALTHY_SESSIONS + 10))]
+    keep = healthy_subset(len(subjects), subjects, seed=0)
+    assert len(keep) == MAX_HEALTHY_SESSIONS
+    assert len({subjects[i] for i in keep}) == MAX_HEALTHY_SESSIONS
+    assert list(healthy_subset(4, ["a", "a", "b", "c"], seed=0)) == [0, 2, 3]

@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -151,3 +152,27 @@ def test_report_opens_in_headless_chromium(report, chromium, tmp_path):
         assert image.size == (1400, 3000)
         colours = image.convert("RGB").getcolors(maxcolors=1_000_000)
         assert colours is None or len(colours) > 50  # not a blank page
+
+
+def test_reproduction_tables_print_the_studies_own_numbers(finished_study):
+    """benchmarks/reproduction_tables.py (the numbers of docs/reproduction.md) reads the
+    study's own tables: its accuracy row is the folds' mean and SD."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    out = finished_study["out"]
+    script = Path(__file__).parents[1] / "benchmarks" / "reproduction_tables.py"
+    run = subprocess.run(
+        [sys.executable, str(script), f"tiny={out}", f"again={out}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    table = pd.read_csv(out / "cnn" / "balanced_accuracy.tsv", sep="\t")
+    folds = table[~table["split"].astype(str).isin(["mean", "sd"])]["test"].astype(float)
+    cell = f"{folds.mean():.3f} ± {folds.std(ddof=1):.3f}"
+    assert f"| test BA (folds) | {cell} | {cell} |" in run.stdout
+    for heading in ("Intra- vs inter-subject", "Folds vs re-runs", "neighbouring"):
+        assert heading in run.stdout

@@ -203,7 +203,8 @@ def search(
     quiet: bool,
 ) -> None:
     """Random search over the paper's space (architecture, learning rate, weight decay,
-    batch size, intensity normalisation), one worker per call.
+    batch size, intensity normalisation, and the data preprocessing when [search]
+    lists DARTEL maps), one worker per call.
 
     Start the same command on several machines with one --storage URL to share the work.
     Writes OUT/trials/<key>/ per trial and OUT/best_config.toml, which `neuromask train`

@@ -10,7 +10,7 @@ from typing import Any
 from neuromask.errors import ParameterError
 
 SCORES = ("probability", "log_probability", "logit", "margin")
-REFERENCES = ("constant", "cn_mean")
+REFERENCES = ("constant", "cn_mean", "healthy")
 STEP_SCALINGS = ("voxel", "mask")
 
 
@@ -43,7 +43,9 @@ class MaskConfig:
     mask by up to that many voxels per step; ``step_scaling = "mask"`` gives Adam one
     denominator per mask instead of one per voxel; ``reference = "cn_mean"`` fills
     deleted voxels with a reference image (the mean CN map of the training set, given
-    to the explainer) instead of ``mu``.
+    to the explainer) instead of ``mu``; ``reference = "healthy"`` restores deleted
+    voxels to healthy tissue, max(X, H) for H a CN training session drawn anew for each
+    image of each mini-batch (:mod:`neuromask.explain.reference`).
 
     The voxel-level weights (preset ``voxel``; lambda1 is unused under ``area``) were
     chosen with ``benchmarks/mask_localisation.py``, where the CNN is confident (P(AD)

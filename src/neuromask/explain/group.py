@@ -134,7 +134,7 @@ def _train_epoch(
         for b, idx in enumerate(batches):
             images = x[idx].to(explainer.device, torch.float32, non_blocking=True)
             size, smooth, score, loss = explainer.group_step(
-                state.mask, state.adam, images, target, shifts[b]
+                state.mask, state.adam, images, target, shifts[b], (epoch, b)
             )
             if not torch.isfinite(loss):
                 return None

@@ -30,7 +30,8 @@ from neuromask.explain.adam import SlotAdam
 from neuromask.explain.config import MaskConfig
 from neuromask.explain.objective import regularisers, score_and_gradient
 from neuromask.explain.parametrisation import MaskGrid
-from neuromask.models.inference import class_probabilities, freeze
+from neuromask.explain.reference import HealthyReference
+from neuromask.models.inference import Fill, class_probabilities, freeze
 
 
 class MaskLossNaNError(NeuromaskError, FloatingPointError):
@@ -83,10 +84,11 @@ class MeaningfulPerturbation:
     The model is frozen in place: eval mode (BatchNorm statistics fixed, dropout off) and
     ``requires_grad=False`` on every parameter, so no weight gradient is computed.
     ``brain_mask`` (X, Y, Z, bool), when given and ``config.restrict_to_brain`` is set,
-    keeps the mask at 1 outside the brain. ``reference`` (X, Y, Z): the image that
-    deleted voxels take, for ``config.reference = "cn_mean"`` (the mean GM map of the
-    cognitively normal training sessions, :func:`cn_reference`); with the default
-    ``"constant"``, deleted voxels take ``config.mu``.
+    keeps the mask at 1 outside the brain. ``reference``: for ``config.reference =
+    "cn_mean"``, the image (X, Y, Z) that deleted voxels take (the mean GM map of the
+    cognitively normal training sessions, :func:`cn_reference`); for ``"healthy"``, the
+    CN training sessions (K, X, Y, Z) of :class:`~neuromask.explain.reference.HealthyReference`;
+    with the default ``"constant"``, deleted voxels take ``config.mu``.
     """
 
     def __init__(
@@ -108,8 +110,15 @@ class MeaningfulPerturbation:
         if brain_mask is not None:
             self.brain = torch.as_tensor(np.asarray(brain_mask, dtype=bool), device=self.device)
         self.progress = progress
-        self.mu: float | torch.Tensor = self.config.mu
-        if self.config.reference == "cn_mean":
+        self.mu: Fill = self.config.mu
+        if self.config.reference == "healthy":
+            if reference is None:
+                raise ParameterError(
+                    "mask setting reference = 'healthy' needs the CN sessions: pass "
+                    "reference= (K, X, Y, Z), the CN training sessions' GM maps"
+                )
+            self.mu = HealthyReference(reference, self.device)
+        elif self.config.reference == "cn_mean":
             if reference is None:
                 raise ParameterError(
                     "mask setting reference = 'cn_mean' needs the reference image: pass "
@@ -194,18 +203,19 @@ class MeaningfulPerturbation:
         images: torch.Tensor,
         target: int,
         shift: tuple[int, int, int] | None = None,
+        step: tuple[int, int] = (0, 0),
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimisation step of a shared mask (its variables, see
         :class:`~neuromask.explain.parametrisation.MaskGrid`) on a batch of images.
 
         ``shift``: voxels by which the images (and a reference image) are rolled against
-        the mask for this step (jitter). Returns the size and smoothness terms, the
-        per-image scores and the loss (before the step). A non-finite loss leaves the
-        mask untouched.
+        the mask for this step (jitter). ``step``: (epoch, batch), which keys the draw of
+        a healthy reference. Returns the size and smoothness terms, the per-image scores
+        and the loss (before the step). A non-finite loss leaves the mask untouched.
         """
         cfg = self.config
         full = self.grid_map.full(mask)
-        mu = self.mu
+        mu = self.fill_of(images, step=step)
         if shift is not None and any(shift):
             images = torch.roll(images, shift, dims=(2, 3, 4))
             if isinstance(mu, torch.Tensor):
@@ -218,6 +228,24 @@ class MeaningfulPerturbation:
             adam.step(self.grid_map.pull_back(mask, grad))
             self.project(mask)
         return size, smooth, score, loss
+
+    def fill_of(
+        self,
+        images: torch.Tensor,
+        *,
+        step: tuple[int, int] | None = None,
+        indices: list[int] | None = None,
+    ) -> float | torch.Tensor:
+        """What the deleted voxels of ``images`` take: ``mu`` or the reference image, or
+        for the healthy reference the sessions drawn for ``step`` (epoch, batch) of a
+        group mask, or paired with the images' ``indices``."""
+        mu = self.mu
+        if isinstance(mu, HealthyReference):
+            if indices is not None:
+                return mu.paired(images, indices)
+            return mu.drawn(images, self.config.seed, *(step or (0, 0)))
+        assert not callable(mu)
+        return mu
 
     @property
     def area_brain(self) -> torch.Tensor | None:
@@ -241,6 +269,10 @@ class MeaningfulPerturbation:
         if inputs.shape[0] == 0:
             raise ParameterError(f"attribute: {name} holds no image")
         mu = self.mu
+        if isinstance(mu, HealthyReference) and mu.grid != tuple(inputs.shape[2:]):
+            raise ParameterError(
+                f"attribute: the healthy sessions {mu.grid} differ from the images' grid {tuple(inputs.shape[2:])}"
+            )
         if isinstance(mu, torch.Tensor) and tuple(mu.shape[2:]) != tuple(inputs.shape[2:]):
             raise ParameterError(
                 f"attribute: the reference image {tuple(mu.shape[2:])} differs from the images' grid {tuple(inputs.shape[2:])}"

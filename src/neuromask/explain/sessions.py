@@ -53,11 +53,13 @@ def _step(
 ) -> tuple[list[int], dict[str, torch.Tensor], torch.Tensor]:
     """Scores, terms and gradient of the active slots' masks (before any update)."""
     active = [s for s, slot in enumerate(slots) if slot is not None]
-    images = x[[slots[s].image for s in active]].to(explainer.device, torch.float32)  # type: ignore[union-attr]
+    which = [slots[s].image for s in active]  # type: ignore[union-attr]
+    images = x[which].to(explainer.device, torch.float32)
     variables = masks[active]
     current = explainer.grid_map.full(variables)
+    mu = explainer.fill_of(images, indices=which)  # healthy: image i, CN session i mod K
     score, probability, score_grad = score_and_gradient(
-        explainer.model, images, current, explainer.config, target, explainer.mu
+        explainer.model, images, current, explainer.config, target, mu
     )
     size, smooth, grad = regularisers(current, explainer.config, explainer.area_brain)
     grad.add_(score_grad)

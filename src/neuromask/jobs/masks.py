@@ -76,10 +76,13 @@ def _explainer(
     trained: TrainedModel, inputs: MaskInputs, config: MaskConfig, progress: bool
 ) -> MeaningfulPerturbation:
     """The explainer of ``inputs``, with the brain mask of their images and, for
-    ``reference = "cn_mean"``, the mean CN map of the model's training sessions."""
+    ``reference = "cn_mean"``, the mean CN map of the model's training sessions, or for
+    ``"healthy"`` those sessions themselves."""
     reference = None
     if config.reference == "cn_mean":
         reference = trained.training_cn_reference(progress=progress)
+    elif config.reference == "healthy":
+        reference = trained.training_cn_sessions(config.seed, progress=progress)
     return MeaningfulPerturbation(
         trained.model,
         config,

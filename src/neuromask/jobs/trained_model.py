@@ -199,6 +199,34 @@ class TrainedModel:
         tsv = SplitLayout(split_dir).fold_tsv(split, "train")
         return cn_reference(self, caps, tsv, cache_dir=cache_dir, progress=progress)
 
+    def training_cn_sessions(
+        self,
+        seed: int = 0,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """The CN sessions (K, X, Y, Z) this model was trained on, normalised as its
+        inputs are, one per subject and at most
+        :data:`~neuromask.explain.reference.MAX_HEALTHY_SESSIONS` (drawn with ``seed``):
+        what deleted voxels are restored to with mask setting ``reference = "healthy"``."""
+        from neuromask.explain.reference import healthy_subset
+        from neuromask.io.layout import SplitLayout
+
+        caps, split_dir, split = self.training_paths()
+        tsv = SplitLayout(split_dir).fold_tsv(split, "train")
+        sessions, _, images = _sessions_of(
+            self.record,
+            caps,
+            tsv,
+            "CN",
+            "holds no CN session: the 'healthy' reference needs cognitively normal sessions",
+            cache_dir,
+            progress,
+        )
+        keep = healthy_subset(len(images), sessions["participant_id"].tolist(), seed)
+        return np.asarray(images, dtype=np.float32)[keep]
+
     def validation_ad_sessions(
         self, *, cache_dir: str | os.PathLike[str] | None = None, progress: bool = True
     ) -> tuple[MaskInputs, Path]:

@@ -8,10 +8,15 @@ and outside any autocast region.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
+
+#: What deleted voxels take: a constant, a reference image broadcastable against the
+#: images, or a function of a batch of images and their indices in the set being scored
+#: (:class:`neuromask.explain.reference.HealthyReference`).
+Fill = float | torch.Tensor | Callable[[torch.Tensor, np.ndarray], torch.Tensor]
 
 
 def freeze(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -34,7 +39,7 @@ def batched_logits(
     images: torch.Tensor,
     masks: torch.Tensor | None = None,
     *,
-    mu: float | torch.Tensor = 1.0,
+    mu: Fill = 1.0,
     batch_size: int = 8,
     indices: np.ndarray | None = None,
     device: torch.device | None = None,
@@ -58,7 +63,11 @@ def batched_logits(
             x = x.to(device=device, dtype=torch.float32, non_blocking=True)
             if masks is not None:
                 m = masks if masks.shape[0] == 1 else masks[start : start + batch_size]
-                ref = mu.to(device) if isinstance(mu, torch.Tensor) else mu
+                ref: float | torch.Tensor
+                if callable(mu):  # a reference of each image (the healthy reference)
+                    ref = mu(x, chunk)
+                else:
+                    ref = mu.to(device) if isinstance(mu, torch.Tensor) else mu
                 x = perturb(x, m.to(device), ref)
             yield model(x).float()
 
@@ -69,7 +78,7 @@ def class_probabilities(
     masks: torch.Tensor | None = None,
     *,
     target: int | None = None,
-    mu: float | torch.Tensor = 1.0,
+    mu: Fill = 1.0,
     batch_size: int = 8,
     indices: np.ndarray | None = None,
     device: torch.device | None = None,

@@ -184,7 +184,7 @@ def study_config_from_mapping(data: dict[str, Any], source: str) -> StudyConfig:
             raise ConfigError(
                 f"{source}: [{name}] reference must be 'constant' in a study: its "
                 "cross-applied CNN probabilities fill deleted voxels with mu; the CN "
-                "reference is for `neuromask mask` jobs"
+                "and healthy references are for `neuromask mask` jobs"
             )
     return config
 

@@ -12,6 +12,13 @@ any storage URL (PostgreSQL) so that workers on several machines share one study
   overshoot by at most one trial each.
 - ``OUT/best_config.toml`` is the best trial's configuration, in the format ``train``
   reads.
+
+The paper's search (§2.2.2) also samples the data preprocessing. Here it is the choice of
+GM maps that Clinica's t1-volume pipeline writes (``SearchSpace.preprocessing``):
+``"segmentation"``, the unmodulated probability maps in MNI space (what every other
+command reads by default), or ``"dartel:GROUP"``, the modulated maps registered to the
+DARTEL template of group GROUP (``--dartel-group GROUP`` elsewhere). Only the first is
+searched by default, because a CAPS folder need not hold the second.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +68,27 @@ class SearchSpace:
     weight_decay: tuple[float, float] = (1e-6, 1e-2)
     batch_size: tuple[int, ...] = (2, 4, 8, 16)
     normalization: tuple[str, ...] = ("none", "zscore", "minmax")
+    preprocessing: tuple[str, ...] = ("segmentation",)
+
+    def __post_init__(self) -> None:
+        if not self.preprocessing:
+            raise ParameterError("search.preprocessing must list at least one choice")
+        for choice in self.preprocessing:
+            dartel_group_of(choice)
+
+
+def dartel_group_of(preprocessing: str) -> str | None:
+    """The DARTEL group of a preprocessing choice: None for ``"segmentation"``, GROUP for
+    ``"dartel:GROUP"``."""
+    if preprocessing == "segmentation":
+        return None
+    kind, _, group = str(preprocessing).partition(":")
+    if kind != "dartel" or not group.strip():
+        raise ParameterError(
+            f"search.preprocessing: {preprocessing!r} is neither 'segmentation' (the "
+            "unmodulated maps) nor 'dartel:GROUP' (the modulated DARTEL maps of group GROUP)"
+        )
+    return group.strip()
 
 
 def load_search_config(path: str | os.PathLike[str] | None) -> tuple[TrainConfig, SearchSpace]:
@@ -115,6 +143,11 @@ def sample_config(
     )
 
 
+def preprocessing_key(choice: str) -> str:
+    """A folder-safe tag of a preprocessing choice other than the default."""
+    return hashlib.sha256(choice.encode()).hexdigest()[:8]
+
+
 def config_key(config: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
@@ -134,6 +167,38 @@ def open_storage(url: str, heartbeat_s: int) -> optuna.storages.RDBStorage:
             grace_period=2 * heartbeat_s,
             heartbeat_stale_trial_callback=retry,
         )
+
+
+@dataclass
+class SearchInputs:
+    """The GM maps of a split's sessions for each preprocessing choice, and their
+    normalised tensors, loaded once per worker."""
+
+    caps: str | os.PathLike[str]
+    sessions: Any
+    cache_dir: Path
+    progress: bool
+    _maps: dict[str, Any] = field(default_factory=dict)
+    _tensors: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
+
+    def maps(self, choice: str) -> Any:
+        if choice not in self._maps:
+            self._maps[choice] = load_gm_maps(
+                self.caps,
+                self.sessions,
+                dartel_group=dartel_group_of(choice),
+                cache_dir=self.cache_dir,
+                progress=self.progress,
+            )
+        return self._maps[choice]
+
+    def tensor(self, choice: str, normalization: str) -> torch.Tensor:
+        if (choice, normalization) not in self._tensors:
+            images = np.asarray(self.maps(choice).images)
+            self._tensors[choice, normalization] = image_tensor(
+                normalize_images(images, normalization)
+            )
+        return self._tensors[choice, normalization]
 
 
 def run_search(
@@ -163,26 +228,24 @@ def run_search(
     storage = storage or f"sqlite:///{(out / 'search.db').resolve()}"
     folder = read_split_folder(split_dir, [split])
     train, validation = folder.folds[split]
-    data = load_gm_maps(
-        caps, folder.train_val, cache_dir=cache_dir or out / "cache", progress=progress
-    )
-    raw = np.asarray(data.images)
+    inputs = SearchInputs(caps, folder.train_val, Path(cache_dir or out / "cache"), progress)
+    for choice in space.preprocessing:  # a missing map stops the search before any trial
+        inputs.maps(choice)
     labels = torch.from_numpy(labels_of(folder.train_val, "train_val.tsv").copy())
     train_idx = np.asarray(row_indices(folder.train_val, train))
     val_idx = np.asarray(row_indices(folder.train_val, validation))
-    tensors: dict[str, torch.Tensor] = {}
 
     def objective(trial: optuna.Trial) -> float:
+        choice = str(trial.suggest_categorical("preprocessing", list(space.preprocessing)))
+        data = inputs.maps(choice)
         config = sample_config(trial, base, space, data.grid.shape)
-        key = config_key(config)
+        key = config_key(config) + (
+            "" if choice == "segmentation" else f"-{preprocessing_key(choice)}"
+        )
         trial.set_user_attr("config", train_config_to_toml_mapping(config))
         trial.set_user_attr("run_dir", str(out / "trials" / key))
-        if config.normalization not in tensors:
-            tensors[config.normalization] = image_tensor(
-                normalize_images(raw, config.normalization)
-            )
         result = train_run(
-            tensors[config.normalization],
+            inputs.tensor(choice, config.normalization),
             labels,
             train_idx,
             val_idx,
@@ -196,6 +259,7 @@ def run_search(
                 "caps": record_path(caps, out / "trials" / key),
                 "split_dir": record_path(split_dir, out / "trials" / key),
                 "grid": data.grid.to_dict(),
+                "dartel_group": dartel_group_of(choice),
                 "search_trial": trial.number,
             },
             progress=progress,
@@ -281,6 +345,12 @@ def write_best_config(study: optuna.Study, path: Path) -> Path | None:
         f"# Best of {len(study.trials)} trials of study {study.study_name!r}: trial {best.number}, "
         f"validation balanced accuracy {best.value:.4f}\n"
     )
+    group = dartel_group_of(str(best.params.get("preprocessing", "segmentation")))
+    if group is not None:
+        header += (
+            f"# Data preprocessing: the modulated DARTEL maps of group {group}; train with "
+            f"--dartel-group {group}\n"
+        )
     with atomic_path(path) as tmp:
         tmp.write_text(header + tomli_w.dumps(config))
     return path
