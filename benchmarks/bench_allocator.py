@@ -45,7 +45,7 @@ def timed(step):
             "sys_s": r1.ru_stime - r0.ru_stime}
 out = {"train": timed(train_step)}
 model.eval()
-explainer = MeaningfulPerturbation(model, mask_preset("group", max_epochs=steps + 2,
+explainer = MeaningfulPerturbation(model, mask_preset("group-mu", max_epochs=steps + 2,
                                    batch_size=batch, patience=10**6))
 tic = time.perf_counter()
 explainer.attribute(x, 1, mode="group")

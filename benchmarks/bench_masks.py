@@ -7,7 +7,8 @@ input, on the same batch. Printed side by side, in one run:
   1. a group-mask step (`MeaningfulPerturbation.group_step`: scores and their gradient,
      the size or area and smoothness terms in closed form, Adam, projection to [0, 1])
      over the floor, for batches of 1 and 8 images, for the default mask (coarse, under
-     the area constraint, over a brain mask) and the voxel-level one (preset `voxel`);
+     the area constraint, over a brain mask, the healthy reference), the same with
+     mu = 1 (preset `group-mu`) and the voxel-level one (preset `voxel`);
   2. session masks for N images with a fixed number of steps, B at a time vs one by one.
 On CUDA, the same with bf16 autocast of the CNN.
 """
@@ -61,10 +62,15 @@ def main() -> None:
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
         brain = torch.zeros((1, 1, *shape), dtype=torch.bool, device=device)
         brain[..., 8:-8, 8:-8, 8:-8] = True  # a brain mask, as the mask jobs derive one
-        for preset, batch in ((p, b) for p in ("group", "voxel") for b in (1, 8)):
+        healthy = torch.rand(8, *shape, generator=gen)  # CN sessions of the healthy reference
+        for preset, batch in ((p, b) for p in ("group", "group-mu", "voxel") for b in (1, 8)):
             config = mask_preset(preset)
             explainer = MeaningfulPerturbation(
-                model, config, device=device, brain_mask=brain[0, 0].cpu().numpy()
+                model,
+                config,
+                device=device,
+                brain_mask=brain[0, 0].cpu().numpy(),
+                reference=healthy if config.reference == "healthy" else None,
             )
             explainer.grid_map = MaskGrid(shape, config.upsample, brain)  # as attribute sets
             images = torch.rand(batch, 1, *shape, generator=gen).to(device)

@@ -1,12 +1,14 @@
 """Does the default group mask show what the CNN uses? Every method on fresh cohorts.
 
 Usage: python benchmarks/localisation_suite.py OUT [--cohorts NAME,NAME] [--jobs 2]
-           [--masks group,voxel]
+           [--masks group,group-mu,voxel]
 
 Each cohort is made, quality-checked, split and trained through the `neuromask`
 command, as a user would (`synth`, `qc`, `split`, `train --split 0`; 120 subjects per
-class); its group masks too (`neuromask mask group ...`, the defaults, and `--preset
-voxel`, the voxel-level mask, both capped at 40 epochs), on the sessions of the
+class); its group masks too (`neuromask mask group ...`: the defaults, `--preset
+group-mu`, the same coarse mask with mu = 1 at 5 %, the defaults before the healthy
+reference, and `--preset voxel`, the voxel-level mask, all capped at 40 epochs), on the
+sessions of the
 first 24 AD subjects of split 0's training set. The baselines (occlusion with cubes of
 24 mm, integrated gradients with 16 steps, AAL2 ROI ablation) run through the library on
 the first six correctly classified validation AD sessions, which also score every map:
@@ -16,7 +18,8 @@ the first six correctly classified validation AD sessions, which also score ever
 - coherence (`neuromask.metrics.coherence`: share of the top 5 % of brain voxels in
   the 5 largest connected components);
 - deletion, insertion and ROAD areas (`neuromask.metrics.faithfulness`);
-- P(AD) of the masked validation sessions (masks only), and wall time.
+- P(AD) of the masked validation sessions (masks only): with the mask's own fill, with
+  mu = 1 and with healthy tissue (`neuromask.explain.reference`), and wall time.
 
 It also measures whether each CNN relies on the truth (`reliance`: P(AD) with the truth,
 or everything else, taken from a CN session), since only then can a map be scored
@@ -39,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tomli_w
 
 #: 120 subjects per class: with 40, the CNNs separated the classes without relying on
 #: the atrophied regions (the CN mean put in their place left P(AD) at 0.56 on a tuning
@@ -72,9 +76,17 @@ COHORTS: dict[str, list[str]] = {
         "1",
     ],
 }
-#: The masks compared: label -> `neuromask mask group --preset`.
-MASKS = {"group": "group", "voxel": "voxel"}
-LABELS = {"group": "mask (group, default)", "voxel": "mask (voxel)"}
+#: The masks compared: label -> (`neuromask mask group --preset`, settings on top of it).
+MASKS: dict[str, tuple[str, dict[str, object]]] = {
+    "group": ("group", {}),
+    "group-mu": ("group-mu", {}),
+    "voxel": ("voxel", {}),
+}
+LABELS = {
+    "group": "mask (group, default)",
+    "group-mu": "mask (group-mu: mu = 1, 5 %)",
+    "voxel": "mask (voxel)",
+}
 BASELINES = ("occlusion", "integrated_gradients", "roi_ablation")
 IMAGES = 6
 
@@ -117,11 +129,11 @@ def mask(folder: Path, label: str) -> tuple[Path, float]:
         )
     if not (out / "result.json").is_file():
         settings = folder / f"mask-{label}.toml"
-        settings.write_text("max_epochs = 40\n")
+        settings.write_text(tomli_w.dumps({"max_epochs": 40, **MASKS[label][1]}))
         tic = time.perf_counter()
         neuromask(
             "mask", "group", folder / "models" / "split-0" / "run-0", folder / "synth" / "caps",
-            sessions, out, "--preset", MASKS[label],
+            sessions, out, "--preset", MASKS[label][0],
             "--config", settings, "-q",
         )  # fmt: skip
         timing.write_text(f"{time.perf_counter() - tic:.1f}")
@@ -166,10 +178,12 @@ def score_cohort(name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS)) 
     from mask_levers import score_map  # benchmarks/: one way to score a map
 
     from neuromask.explain.baselines import attribute
+    from neuromask.explain.reference import HealthyReference
     from neuromask.io.atlas import load_aal2
     from neuromask.io.nifti import load_volume
     from neuromask.jobs.trained_model import TrainedModel, brain_mask_of
     from neuromask.metrics.localization import read_ground_truth
+    from neuromask.models.inference import class_probabilities
 
     torch.set_num_threads(1)
     folder = root / name
@@ -197,9 +211,23 @@ def score_cohort(name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS)) 
     if complete:
         return done
 
+    healthy = HealthyReference(trained.training_cn_sessions(), trained.device)
+
     def row(method: str, relevance: np.ndarray, seconds: float, p_ad: float) -> dict:
         scores = score_map(relevance, trained.model, x, brain, atlas, truth)
         return {"cohort": name, "method": method, **scores, "p_ad_masked": p_ad, "seconds": seconds}
+
+    def fills(m: np.ndarray) -> dict[str, float]:
+        """P(AD) of the validation AD sessions under the mask, its deleted voxels filled
+        with mu = 1 and with healthy tissue (max(X, H), neuromask.explain.reference)."""
+        shared = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
+        p = {
+            f"p_ad_{k}": float(
+                np.mean(class_probabilities(trained.model, val.images, shared, target=1, mu=fill))
+            )
+            for k, fill in (("mu", 1.0), ("healthy", healthy))
+        }
+        return p
 
     rows = []
     for label in MASKS:
@@ -210,7 +238,12 @@ def score_cohort(name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS)) 
         out, seconds = mask(folder, label)
         m = load_volume(out / "mask.nii.gz")[0]
         result = json.loads((out / "result.json").read_text())
-        rows.append(row(LABELS[label], 1 - m, seconds, result["validation_mean_p_ad_masked"]))
+        rows.append(
+            {
+                **row(LABELS[label], 1 - m, seconds, result["validation_mean_p_ad_masked"]),
+                **fills(m),
+            }
+        )
     for method in BASELINES:
         if method in have:
             continue
@@ -219,6 +252,12 @@ def score_cohort(name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS)) 
         seconds = time.perf_counter() - tic
         rows.append(row(method, maps.abs().mean(0)[0].numpy(), seconds, float("nan")))
     table = pd.concat([done, pd.DataFrame(rows)], ignore_index=True)
+    for label in MASKS:  # masks scored before the fill columns existed
+        at = table["method"] == LABELS[label]
+        if at.any() and ("p_ad_mu" not in table or table.loc[at, "p_ad_mu"].isna().any()):
+            m = load_volume(folder / f"mask-{label}" / "mask.nii.gz")[0]
+            for key, value in fills(m).items():
+                table.loc[at, key] = value
     table.to_csv(cached, sep="\t", index=False)
     return table
 
@@ -233,6 +272,8 @@ COLUMNS = {
     "road_auc": "ROAD ↓",
     "deletion_auc": "deletion ↓",
     "p_ad_masked": "masked P(AD)",
+    "p_ad_mu": "P(AD), μ fill",
+    "p_ad_healthy": "P(AD), healthy fill",
     "seconds": "time (s)",
 }
 
@@ -260,7 +301,7 @@ def main() -> None:
     parser.add_argument(
         "--masks",
         default=",".join(MASKS),
-        help="masks to run: group, voxel (done ones are kept)",
+        help="masks to run: group, group-mu, voxel (done ones are kept)",
     )
     args = parser.parse_args()
     names = [n for n in args.cohorts.split(",") if n]

@@ -6,9 +6,10 @@ Usage: python benchmarks/mask_localisation.py OUT [--subjects-per-class 60] [--e
    (`random:5`, so nothing is tuned to known regions), quality-checks and splits it.
 2. Trains the default CNN on split 0 (or reuses OUT/models).
 3. Trains a group mask for each AD score (probability, log-probability, logit) with the
-   paper's weights (lambda1 1e-4, lambda2 1e-2, preset `paper`) and with the defaults
-   (lambda1 = lambda2 = 1e-3, preset `group`), restricted to the brain, plus the default
-   logit mask without the restriction, and scores each against the ground truth:
+   paper's weights (lambda1 1e-4, lambda2 1e-2, preset `paper`) and with the
+   voxel-level weights (lambda1 = lambda2 = 1e-3, preset `voxel`, the defaults when this
+   was measured), restricted to the brain, plus the voxel-level logit mask without the
+   restriction, all voxel-level with mu = 1, and scores each against the ground truth:
    - top-5 precision: share of the mask's five densest AAL2 ROIs that are atrophied;
    - stem recall: share of the atrophied regions (both hemispheres counted once) found
      among those five;
@@ -80,7 +81,7 @@ def main() -> None:
     stems = {roi_stem(n) for n in truth_rois}
     atrophy, grid = load_volume(synth / "ground_truth" / "atrophy_map.nii.gz")
     atlas = load_aal2(grid)
-    base = dataclasses.replace(mask_preset("group"), max_epochs=args.epochs, batch_size=4)
+    base = dataclasses.replace(mask_preset("voxel"), max_epochs=args.epochs, batch_size=4)
     probe = MeaningfulPerturbation(model, base)
     train = load_ad_sessions(
         model,
@@ -105,9 +106,9 @@ def main() -> None:
     rows = []
     settings = [
         (preset, score, True)
-        for preset in ("paper", "group")
+        for preset in ("paper", "voxel")
         for score in ("probability", "log_probability", "logit")
-    ] + [("group", "logit", False)]
+    ] + [("voxel", "logit", False)]
     for preset, score, restrict in settings:
         weights = mask_preset(preset)
         config = dataclasses.replace(

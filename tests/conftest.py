@@ -203,6 +203,12 @@ def finished_study(tiny_training, tmp_path_factory):
 PLANTED_SHAPE = (7, 8, 9)
 
 
+def planted_healthy_sessions(k: int = 6, seed: int = 5) -> np.ndarray:
+    """CN-like maps of the planted cohort (no dark block): the CN sessions that the
+    default mask's healthy reference restores deleted voxels from."""
+    return np.random.default_rng(seed).normal(0.5, 0.05, (k, *PLANTED_SHAPE)).astype(np.float32)
+
+
 @pytest.fixture(scope="session")
 def planted_model(tmp_path_factory):
     """A small CNN trained to call AD the images with a dark block in one corner."""

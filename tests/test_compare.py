@@ -140,3 +140,30 @@ def test_compare_errors_name_the_problem(tiny_model, tmp_path, rng):
     bad = _write(tmp_path / "bad.nii.gz", np.full(grid.shape, 3.0), grid.affine)
     code, output = run("compare", good, bad, "--out", tmp_path / "o3")
     assert code == 1 and "bad.nii.gz is not a mask" in output
+
+
+def test_prob_cnn_fills_each_models_masks_with_its_own_healthy_reference(rng):
+    """With the healthy reference, model a's images are filled with max(X, H_a), H_a from
+    model a's CN sessions (image i with session i mod K), as its masks were trained."""
+    from neuromask.explain.reference import HealthyReference
+
+    shape = (9, 10, 8)
+    models = [_tiny_cnn(s) for s in range(2)]
+    images = [torch.from_numpy(rng.random((n, 1, *shape), dtype=np.float32)) for n in (3, 4)]
+    masks = [rng.random(shape).astype(np.float32) for _ in range(2)]
+    healthy = [rng.random((k, *shape)).astype(np.float32) for k in (2, 3)]
+    fills = [HealthyReference(h, torch.device("cpu")) for h in healthy]
+    directed = prob_cnn_matrix(models, images, masks, mu=fills, batch_size=3)
+    for a in range(2):
+        for b in range(2):
+            probabilities = []
+            for i, image in enumerate(images[a].numpy()):
+                fill = np.maximum(image[0], healthy[a][i % len(healthy[a])])
+                perturbed = masks[b] * image[0] + (1 - masks[b]) * fill
+                with torch.no_grad():
+                    logits = models[a](torch.from_numpy(perturbed[None, None])).double().numpy()[0]
+                e = np.exp(logits - logits.max())
+                probabilities.append(e[1] / e.sum())
+            assert directed[a, b] == pytest.approx(np.mean(probabilities), abs=1e-6)
+    with pytest.raises(ValueError, match="one fill per model"):
+        prob_cnn_matrix(models, images, masks, mu=fills[:1])

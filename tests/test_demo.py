@@ -6,6 +6,7 @@ is repeated."""
 
 import shutil
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -42,6 +43,13 @@ def test_demo_resumes_a_study_writes_the_report_and_prints_the_summary(
     densities = [d for _, d in summary.top_rois[0]]
     assert densities == sorted(densities, reverse=True)
     assert 0 <= summary.localization[1]["roi_precision_at_k"] <= 1
+    tops = pd.read_csv(out / "group" / "top_rois.tsv", sep="\t").query("cohort == 'adni'")
+    assert summary.p_ad_masked == pytest.approx(
+        dict(zip(tops["split"], tops["p_ad_masked"], strict=True))
+    )
+    assert f"P(AD) masked {summary.p_ad_masked[0]:.2f}" in text
+    unfooled = "did not find what its CNN needs" in text
+    assert unfooled == any(p >= 0.5 for p in summary.p_ad_masked.values())
 
 
 def test_demo_refuses_a_folder_that_is_not_a_demo(tmp_path):

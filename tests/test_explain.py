@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import planted_healthy_sessions
 from neuromask.errors import ParameterError
 from neuromask.explain import MaskConfig, MeaningfulPerturbation, mask_preset
 from neuromask.explain.adam import SlotAdam
@@ -14,6 +15,8 @@ from neuromask.explain.perturbation import MaskLossNaNError
 from neuromask.models import CNNConfig, build_model
 
 SHAPE = (7, 8, 9)
+#: The CN sessions of the default mask's healthy reference, for the planted model.
+HEALTHY = planted_healthy_sessions()
 
 
 def test_size_term_matches_numpy_and_is_finite_at_one():
@@ -101,7 +104,7 @@ def test_bad_hyperparameters_are_refused():
             MaskConfig(**kwargs)
     with pytest.raises(
         ParameterError,
-        match="valid names: group, voxel, paper, small-cohort, session, paper-session",
+        match="valid names: group, group-mu, voxel, paper, small-cohort, session, paper-session",
     ):
         mask_preset("huge")
 
@@ -109,7 +112,7 @@ def test_bad_hyperparameters_are_refused():
 def test_model_is_frozen_and_untouched(planted_model):
     model, train, _ = planted_model
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    explainer = MeaningfulPerturbation(model, MaskConfig(max_epochs=2))
+    explainer = MeaningfulPerturbation(model, MaskConfig(max_epochs=2), reference=HEALTHY)
     explainer.attribute(train, 1)
     assert not model.training
     assert all(not p.requires_grad and p.grad is None for p in model.parameters())
@@ -147,7 +150,7 @@ def test_group_mask_finds_the_planted_block_and_fools_the_cnn(planted_model):
 
 def test_group_mask_resumes_to_the_same_mask(planted_model, tmp_path):
     model, train, validation = planted_model
-    config = MaskConfig(max_epochs=5, patience=5, batch_size=4, seed=3)
+    config = MaskConfig(max_epochs=5, patience=5, batch_size=4, seed=3, reference="constant")
     straight, _ = MeaningfulPerturbation(model, config).attribute(train, 1, validation=validation)
 
     def interrupt(epoch):
@@ -193,7 +196,9 @@ def test_restriction_to_the_brain_keeps_the_outside(planted_model):
     config = MaskConfig(
         lambda1=1e-3, lambda2=1e-3, max_epochs=10, restrict_to_brain=True, score="probability"
     )
-    masks, _ = MeaningfulPerturbation(model, config, brain_mask=brain).attribute(train, 1)
+    masks, _ = MeaningfulPerturbation(model, config, brain_mask=brain, reference=HEALTHY).attribute(
+        train, 1
+    )
     assert (masks[0, 0].numpy()[~brain] == 1).all()
     assert (masks[0, 0].numpy()[brain] < 1).any()
 
@@ -215,7 +220,8 @@ class _NaNAfter(nn.Module):
 def test_nan_loss_stops_and_keeps_the_last_good_mask():
     images = torch.rand(4, 1, *SHAPE)
     model = _NaNAfter(finite_calls=9)
-    explainer = MeaningfulPerturbation(model, MaskConfig(max_epochs=10, patience=10, batch_size=2))
+    config = MaskConfig(max_epochs=10, patience=10, batch_size=2, reference="constant")
+    explainer = MeaningfulPerturbation(model, config)
     with pytest.raises(MaskLossNaNError, match="epoch") as info:
         explainer.attribute(images, 0)
     result = info.value.result
@@ -226,12 +232,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_mask():
 
 def test_inputs_are_checked(planted_model):
     model, train, _ = planted_model
-    explainer = MeaningfulPerturbation(model)
+    with pytest.raises(ParameterError, match="needs the CN sessions"):
+        MeaningfulPerturbation(model)  # the default mask restores healthy tissue
+    explainer = MeaningfulPerturbation(model, reference=HEALTHY)
     with pytest.raises(ParameterError, match=r"\(N, 1, X, Y, Z\)"):
         explainer.attribute(train[:, 0], 1)
     with pytest.raises(ParameterError, match="mode"):
         explainer.attribute(train, 1, mode="voxel")
-    wrong = MeaningfulPerturbation(model, brain_mask=np.ones((3, 3, 3), bool))
+    wrong = MeaningfulPerturbation(model, brain_mask=np.ones((3, 3, 3), bool), reference=HEALTHY)
     with pytest.raises(ParameterError, match="brain_mask"):
         wrong.attribute(train, 1)
 
@@ -240,7 +248,7 @@ def test_build_model_is_unaffected_by_freezing():
     model = build_model(
         CNNConfig(n_blocks=1, first_filters=2, max_filters=2, sub_blocks=(1,)), SHAPE
     )
-    MeaningfulPerturbation(model)
+    MeaningfulPerturbation(model, reference=planted_healthy_sessions())
     assert all(not p.requires_grad for p in model.parameters())
 
 

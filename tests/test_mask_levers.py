@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import PLANTED_SHAPE as SHAPE
+from conftest import planted_healthy_sessions as healthy_sessions
 from neuromask.errors import ParameterError
 from neuromask.explain import MaskConfig, MeaningfulPerturbation, mask_preset
 from neuromask.explain.adam import SlotAdam
@@ -133,19 +134,21 @@ def test_reference_image_is_required_checked_and_refused_when_unused(planted_mod
     with pytest.raises(ParameterError, match="needs the reference image"):
         MeaningfulPerturbation(model, MaskConfig(reference="cn_mean"))
     with pytest.raises(ParameterError, match="reference is 'constant'"):
-        MeaningfulPerturbation(model, MaskConfig(), reference=np.ones(SHAPE))
+        MeaningfulPerturbation(model, MaskConfig(reference="constant"), reference=np.ones(SHAPE))
     wrong = MeaningfulPerturbation(
         model, MaskConfig(reference="cn_mean"), reference=np.ones((3, 3, 3))
     )
     with pytest.raises(ParameterError, match="reference image"):
         wrong.attribute(train, 1)
     with pytest.raises(ParameterError, match="jitter applies to group masks"):
-        MeaningfulPerturbation(model, MaskConfig(jitter=1)).attribute(train, 1, mode="session")
+        MeaningfulPerturbation(model, MaskConfig(jitter=1, reference="constant")).attribute(
+            train, 1, mode="session"
+        )
 
 
 def test_cn_reference_of_ones_equals_the_constant_one(planted_model):
     model, train, validation = planted_model
-    config = MaskConfig(max_epochs=3, seed=2)
+    config = MaskConfig(max_epochs=3, seed=2, reference="constant")
     constant, _ = MeaningfulPerturbation(model, config).attribute(train, 1, validation=validation)
     ref = MeaningfulPerturbation(
         model, dataclasses.replace(config, reference="cn_mean"), reference=np.ones(SHAPE)
@@ -157,13 +160,16 @@ def test_cn_reference_of_ones_equals_the_constant_one(planted_model):
 def test_coarse_area_mask_with_jitter_resumes_to_the_same_mask(planted_model, tmp_path):
     model, train, validation = planted_model
     config = MaskConfig(area=0.1, upsample=2, jitter=1, max_epochs=4, patience=4, batch_size=4)
-    straight, _ = MeaningfulPerturbation(model, config).attribute(train, 1, validation=validation)
+    sessions = healthy_sessions()  # the default healthy reference, rolled with the images
+    straight, _ = MeaningfulPerturbation(model, config, reference=sessions).attribute(
+        train, 1, validation=validation
+    )
 
     def interrupt(epoch):
         if epoch == 1:
             raise KeyboardInterrupt
 
-    explainer = MeaningfulPerturbation(model, config)
+    explainer = MeaningfulPerturbation(model, config, reference=sessions)
     with pytest.raises(KeyboardInterrupt):
         explainer.attribute(
             train, 1, validation=validation, checkpoint=tmp_path / "c.pt", after_epoch=interrupt
@@ -175,11 +181,18 @@ def test_coarse_area_mask_with_jitter_resumes_to_the_same_mask(planted_model, tm
 
 def test_presets_are_pinned():
     """The paper's method must not move when the defaults do; the defaults are the
-    coarse area-constrained mask; ``voxel`` and ``session`` are voxel-level."""
+    coarse area-constrained mask with the healthy reference; ``group-mu`` is the same
+    mask with mu = 1 at 5 % (round 3's defaults); ``voxel`` and ``session`` are
+    voxel-level with mu = 1."""
     group, voxel = mask_preset("group"), mask_preset("voxel")
     assert group == MaskConfig()
-    assert (group.area, group.upsample, group.max_epochs) == (0.05, 2, 40)
+    assert (group.area, group.upsample, group.max_epochs) == (0.02, 2, 40)
+    assert group.reference == "healthy" and mask_preset("small-cohort").reference == "healthy"
+    mu = mask_preset("group-mu")
+    assert (mu.area, mu.upsample, mu.reference) == (0.05, 2, "constant")
+    assert dataclasses.replace(mu, area=0.02, reference="healthy") == group
     assert (voxel.area, voxel.upsample, voxel.max_epochs) == (0.0, 1, 150)
+    assert voxel.reference == mask_preset("session").reference == "constant"
     assert (voxel.lambda1, voxel.lambda2, voxel.score) == (1e-3, 1e-3, "logit")
     session = mask_preset("session")
     assert (session.area, session.upsample, session.max_epochs) == (0.0, 1, 5000)
@@ -253,7 +266,7 @@ def test_paper_size_guard_is_the_float32_spacing_below_one():
 
 def test_coarse_area_mask_finds_the_planted_block_and_fools_the_cnn(planted_model):
     model, train, validation = planted_model
-    config = MaskConfig(upsample=2, area=0.06, patience=10)
+    config = MaskConfig(upsample=2, area=0.06, patience=10, reference="constant")
     explainer = MeaningfulPerturbation(model, config)
     masks, result = explainer.attribute(train, 1, validation=validation)
     deletion = 1 - result.raw_masks[0, 0].numpy()
@@ -274,11 +287,6 @@ def test_a_study_refuses_the_cn_reference_and_its_grid_varies_the_size_term():
     points = GridConfig().settings(mask_preset("group"))
     assert all(c.area == 0.0 and c.upsample == 1 for _, _, c in points)
     assert len({c.lambda1 for name, _, c in points if name == "lambda1"}) == 4
-
-
-def healthy_sessions(k: int = 6, seed: int = 5) -> np.ndarray:
-    """CN-like maps of the planted cohort: no dark block."""
-    return np.random.default_rng(seed).normal(0.5, 0.05, (k, *SHAPE)).astype(np.float32)
 
 
 def test_healthy_reference_restores_only_what_lies_below_a_healthy_session():

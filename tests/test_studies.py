@@ -234,7 +234,7 @@ def test_cross_cohort_prob_cnn_masks_each_cohort_with_the_other_cohorts_mask(fin
     independent = ws.independent_images(0, 0)
     adni_mask = ws.load_mask(tops.loc[(0, "adni"), "mask_file"])
     aibl_mask = ws.load_mask(tops.loc[(0, "aibl"), "mask_file"])
-    mu = config.mask.mu
+    mu = ws.fill(0, 0, config.mask)  # the default mask's healthy reference, from model 0's CN
     row = cohorts.iloc[0]
     expected = masked_probability(model, independent, adni_mask, mu=mu)
     self_term = masked_probability(model, adni_images, adni_mask, mu=mu)
@@ -272,3 +272,30 @@ def test_independent_cohort_uses_one_baseline_session_per_subject(finished_study
     # The study itself evaluated its independent cohort on that kind of table.
     used = read_participants(finished_study["out"] / "data" / "independent_baseline.tsv")
     assert not used["participant_id"].duplicated().any()
+
+
+def test_a_study_may_use_the_healthy_reference_and_fills_with_each_models_cn_sessions(
+    finished_study,
+):
+    import dataclasses
+
+    from neuromask.explain.reference import HealthyReference
+    from neuromask.studies.config import study_config_from_mapping
+    from neuromask.studies.workspace import Workspace
+
+    parsed = study_config_from_mapping(
+        {"data": {"synthetic": True}, "mask": {"reference": "healthy"}}, "study.toml"
+    )
+    assert parsed.mask.reference == "healthy"
+    config, _ = load_study_config(finished_study["config"])
+    ws = Workspace(finished_study["out"], config, progress=False, device="cpu")
+    constant = dataclasses.replace(config.mask, reference="constant")
+    assert ws.fill(0, 0, constant) == config.mask.mu  # the constant reference: mu
+    healthy = config.mask  # the default
+    assert healthy.reference == "healthy"
+    fill = ws.fill(0, 0, healthy)
+    assert isinstance(fill, HealthyReference) and fill is ws.fill(0, 0, healthy)
+    _, images = ws.model_and_images(0, 0)
+    assert fill.grid == tuple(images.shape[2:])
+    train = pd.read_csv(ws.split_dir / "split-0" / "train.tsv", sep="\t")
+    assert len(fill) == train.loc[train["diagnosis"] == "CN", "participant_id"].nunique()

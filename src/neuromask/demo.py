@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from neuromask.jobs.masks import UNFOOLED
+
 DEFAULT_PRESET = "small"
 
 
@@ -32,6 +34,8 @@ class DemoResult:
     seconds: float
     #: per split: neuromask localize's scores against the ground truth
     localization: dict[int, dict] = field(default_factory=dict)
+    #: per split: mean P(AD) of the masked validation AD sessions
+    p_ad_masked: dict[int, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = [f"Report: {self.report}"]
@@ -50,9 +54,19 @@ class DemoResult:
             names = ", ".join(f"{n}{'*' if n in truth else ''}" for n, _ in rois)
             score = self.localization.get(split)
             prefix = f"  split {split}"
+            details = []
             if score:
-                prefix += f" (precision@5 {score['roi_precision_at_k']:.1f})"
+                details.append(f"precision@5 {score['roi_precision_at_k']:.1f}")
+            if split in self.p_ad_masked:
+                details.append(f"P(AD) masked {self.p_ad_masked[split]:.2f}")
+            prefix += f" ({', '.join(details)})" if details else ""
             out.append(f"{prefix}: {names}")
+        if any(p >= UNFOOLED for p in self.p_ad_masked.values()):
+            out.append(
+                f"  A mask that leaves P(AD) at {UNFOOLED} or more did not find what its CNN "
+                "needs: its shape then comes from the area and smoothness terms (a compact "
+                "block), not from the CNN."
+            )
         if truth:
             out.append(f"Ground truth (atrophied ROIs): {', '.join(self.truth_rois)}")
         if self.session_similarity is not None:
@@ -119,4 +133,7 @@ def run_demo(
         session_similarity=results["session"]["similarity"],
         seconds=time.perf_counter() - tic,
         localization={f["split"]: f["scores"].to_dict() for f in found if f["scores"]},
+        p_ad_masked={
+            int(r.split): float(r.p_ad_masked) for r in tops[tops["cohort"] == "adni"].itertuples()
+        },
     )

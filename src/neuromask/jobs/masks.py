@@ -93,6 +93,11 @@ def _explainer(
     )
 
 
+#: A group mask whose masked validation P(AD) stays at this or above has not fooled its
+#: CNN (`mask group` and the demo say so).
+UNFOOLED = 0.5
+
+
 @dataclass
 class GroupMaskOutputs:
     out: Path

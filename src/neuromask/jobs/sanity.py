@@ -92,6 +92,7 @@ class _Context:
     device: str
     cache_dir: str | os.PathLike[str] | None
     progress: bool
+    healthy: np.ndarray | None = None  # CN training sessions, for the healthy reference
 
     @property
     def torch_device(self) -> torch.device:
@@ -119,7 +120,14 @@ def _explain(ctx: _Context, label: str, method: str, net: torch.nn.Module) -> Ex
 
     def maps() -> tuple[np.ndarray, np.ndarray | None]:
         return relevance_maps(
-            method, net, ctx.images, config=ctx.config, atlas=ctx.atlas, brain=ctx.brain, device=dev
+            method,
+            net,
+            ctx.images,
+            config=ctx.config,
+            atlas=ctx.atlas,
+            brain=ctx.brain,
+            device=dev,
+            healthy=ctx.healthy,
         )
 
     (group, per_image), cost = measure(maps)
@@ -205,6 +213,21 @@ def _faithfulness(
     }
 
 
+def truth_voxels(ground_truth: Any) -> np.ndarray | None:
+    return ground_truth.voxels if ground_truth is not None else None
+
+
+def healthy_sessions(
+    trained: TrainedModel, config: SanityConfig, cache_dir: str | os.PathLike[str] | None
+) -> np.ndarray | None:
+    """The CN training sessions that the default group mask restores deleted voxels
+    from (every CNN of the cascade is explained with the trained CNN's), or None when
+    the mask does not use them."""
+    if MASK not in config.methods or mask_preset("group").reference != "healthy":
+        return None
+    return trained.training_cn_sessions(config.seed, cache_dir=cache_dir)
+
+
 def _images_to_explain(
     trained: TrainedModel,
     config: SanityConfig,
@@ -282,6 +305,7 @@ def run_sanity(
         device,
         cache_dir,
         progress,
+        healthy_sessions(trained, config, cache_dir),
     )
     sessions = inputs.sessions.iloc[:n].assign(p_ad=inputs.p_ad[:n])
     write_tsv(sessions, out / "sessions.tsv")
@@ -301,9 +325,7 @@ def run_sanity(
         "n_images": n,
         "cascade_layers": [name for name, _ in layers],
         "truth_rois": ground_truth.rois if ground_truth else None,
-        "truth_voxels": int(ground_truth.voxels.sum())
-        if ground_truth and ground_truth.voxels is not None
-        else None,
+        "truth_voxels": None if (v := truth_voxels(ground_truth)) is None else int(v.sum()),
         "shuffled_cnn": _shuffled_fit(out) if config.shuffled else None,
         "torch_version": torch.__version__,
     }

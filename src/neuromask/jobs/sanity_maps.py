@@ -89,8 +89,10 @@ def relevance_maps(
     atlas: Atlas,
     brain: np.ndarray,
     device: torch.device,
+    healthy: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(group map, per-image maps or None) of ``method`` on ``images``."""
+    """(group map, per-image maps or None) of ``method`` on ``images``; ``healthy``: the
+    CN training sessions of the default mask's healthy reference."""
     if method == MASK:
         mask_config = mask_preset(
             "group",
@@ -98,7 +100,9 @@ def relevance_maps(
             batch_size=config.mask_batch_size,
             seed=config.seed,
         )
-        explainer = MeaningfulPerturbation(model, mask_config, device=device, brain_mask=brain)
+        explainer = MeaningfulPerturbation(
+            model, mask_config, device=device, brain_mask=brain, reference=healthy
+        )
         masks, _ = explainer.attribute(images.to(device), AD, mode="group")
         return 1.0 - masks[0, 0].cpu().numpy().astype(np.float64), None
     maps = attribute(

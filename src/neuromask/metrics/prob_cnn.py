@@ -9,11 +9,12 @@ are similar for A. Near 1, they are not. The pair's value is the mean of both di
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
 
-from neuromask.models.inference import batched_logits
+from neuromask.models.inference import Fill, batched_logits
 
 AD = 1
 
@@ -24,11 +25,12 @@ def masked_probability(
     mask: torch.Tensor | np.ndarray,
     *,
     target: int = AD,
-    mu: float = 1.0,
+    mu: Fill = 1.0,
     batch_size: int = 8,
 ) -> float:
     """Mean P(target) that ``model`` gives to ``images`` (N, 1, X, Y, Z) masked with
-    ``mask`` (X, Y, Z): m·X + (1 − m)·μ."""
+    ``mask`` (X, Y, Z): m·X + (1 − m)·μ (μ: a constant, an image, or a healthy
+    reference, :mod:`neuromask.explain.reference`)."""
     device = next(model.parameters()).device
     m = torch.as_tensor(np.asarray(mask, dtype=np.float32), device=device)
     m = m.reshape(1, 1, *m.shape[-3:])
@@ -50,15 +52,19 @@ def prob_cnn_matrix(
     masks: Sequence[torch.Tensor | np.ndarray],
     *,
     target: int = AD,
-    mu: float = 1.0,
+    mu: Fill | Sequence[Fill] = 1.0,
     batch_size: int = 8,
 ) -> np.ndarray:
     """P[a, b]: mean P(target) of model a on its images masked with mask b.
 
     ``models[i]``, ``images[i]`` (that model's validation AD images) and ``masks[i]`` (the
     mask trained for that model) belong together. The diagonal is each model on its own
-    mask.
+    mask. ``mu``: one fill for all, or one per model (the healthy reference of each
+    model's own CN training sessions).
     """
+    fills: list[Fill] = list(mu) if isinstance(mu, list | tuple) else [cast(Fill, mu)] * len(models)
+    if len(fills) != len(models):
+        raise ValueError(f"prob_cnn needs one fill per model: got {len(fills)} for {len(models)}")
     if not len(models) == len(images) == len(masks):
         raise ValueError(
             f"prob_cnn needs one model and one image set per mask: got {len(models)} models, "
@@ -69,7 +75,7 @@ def prob_cnn_matrix(
     for a in range(n):
         for b in range(n):
             matrix[a, b] = masked_probability(
-                models[a], images[a], masks[b], target=target, mu=mu, batch_size=batch_size
+                models[a], images[a], masks[b], target=target, mu=fills[a], batch_size=batch_size
             )
     return matrix
 

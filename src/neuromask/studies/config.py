@@ -92,8 +92,8 @@ class GridConfig:
     def settings(self, base: MaskConfig) -> list[tuple[str, float, MaskConfig]]:
         """(parameter, value, mask settings) for every point of the grid. The grid varies
         the paper's size term on the paper's voxel-level mask, so its points run without
-        the area constraint and the coarse lattice of the defaults (``area = 0``,
-        ``upsample = 1``); the other settings are ``base``'s."""
+        the area constraint, the coarse lattice and the healthy reference of the defaults
+        (``area = 0``, ``upsample = 1``, mu = 1); the other settings are ``base``'s."""
         lambdas = {"lambda1": self.beta_lambda1, "lambda2": self.beta_lambda2}
         partners = {
             "beta1": {"beta2": self.fixed_beta2, **lambdas},
@@ -104,7 +104,13 @@ class GridConfig:
         out = []
         for name, fixed in partners.items():
             for value in getattr(self, name):
-                fields: dict[str, Any] = {"area": 0.0, "upsample": 1, **fixed, name: float(value)}
+                fields: dict[str, Any] = {
+                    "area": 0.0,
+                    "upsample": 1,
+                    "reference": "constant",
+                    **fixed,
+                    name: float(value),
+                }
                 if name == "lambda2" and float(value) == self.slow_lambda2:
                     fields["learning_rate"] = self.slow_learning_rate
                 out.append((name, float(value), dataclasses.replace(base, **fields)))
@@ -180,11 +186,11 @@ def study_config_from_mapping(data: dict[str, Any], source: str) -> StudyConfig:
     if config.study.folds < 1 or config.study.runs < 1:
         raise ConfigError(f"{source}: [study] folds and runs must be at least 1")
     for name in ("mask", "independent_mask", "session_mask"):
-        if getattr(config, name).reference != "constant":
+        if getattr(config, name).reference == "cn_mean":
             raise ConfigError(
-                f"{source}: [{name}] reference must be 'constant' in a study: its "
-                "cross-applied CNN probabilities fill deleted voxels with mu; the CN "
-                "and healthy references are for `neuromask mask` jobs"
+                f"{source}: [{name}] reference must be 'constant' or 'healthy' in a "
+                "study (its cross-applied CNN probabilities fill deleted voxels as the "
+                "masks did); the 'cn_mean' reference is for `neuromask mask` jobs"
             )
     return config
 

@@ -125,8 +125,9 @@ def _compare_models(
     atlas = ws.atlas()
     sim = cosine_matrix(roi_vectors(masks, atlas))
     loaded = [ws.model_and_images(f, r) for f, r in pairs]
+    fills = [ws.fill(f, r, ws.config.mask) for f, r in pairs]
     prob = symmetric_prob_cnn(
-        prob_cnn_matrix([m for m, _ in loaded], [x for _, x in loaded], masks, mu=ws.config.mask.mu)
+        prob_cnn_matrix([m for m, _ in loaded], [x for _, x in loaded], masks, mu=fills)
     )
 
     def square(matrix):
@@ -173,8 +174,9 @@ def group_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
             # As the paper (§3.2.1): each cohort's images under the other cohort's mask.
             model, images = ws.model_and_images(f, 0)
             pair = [masks[(f, "adni")], masks[(f, "aibl")]]
+            fill = ws.fill(f, 0, ws.config.mask)
             d = prob_cnn_matrix(
-                [model, model], [images, ws.independent_images(f, 0)], pair, mu=ws.config.mask.mu
+                [model, model], [images, ws.independent_images(f, 0)], pair, mu=fill
             )
             rows.append(
                 {
@@ -245,7 +247,7 @@ def session_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
     rows = [position[k] for k in zip(index["participant_id"], index["session_id"], strict=True)]
     images = inputs.images[rows]
     # directed[i, j]: P(AD) of session i's image masked with session j's mask.
-    mu = ws.config.session_mask.mu
+    mu = ws.fill(0, 0, ws.config.session_mask)
     directed = np.stack(
         [
             class_probabilities(

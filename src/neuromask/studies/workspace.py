@@ -25,6 +25,7 @@ from neuromask.explain import MaskConfig
 from neuromask.io.atlas import Atlas
 from neuromask.io.layout import SplitLayout, StudyLayout
 from neuromask.io.participants import read_participants, write_tsv
+from neuromask.models.inference import Fill
 from neuromask.studies.config import StudyConfig
 from neuromask.studies.engine import Job
 
@@ -45,6 +46,7 @@ class Workspace:
         default_factory=dict, repr=False
     )
     _independent: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, repr=False)
+    _fills: dict[tuple[int, int, int], Fill] = field(default_factory=dict, repr=False)
 
     @property
     def layout(self) -> StudyLayout:
@@ -199,6 +201,23 @@ class Workspace:
                 self.model_dir(split, run), self.device, self.cache, False
             )
         return self._models[key]
+
+    def fill(self, split: int, run: int, config: MaskConfig) -> Fill:
+        """What the deleted voxels of the masks that the model of (split, run) scores
+        take, as its masks were trained: ``mu``, or for ``reference = "healthy"`` healthy
+        tissue from that model's CN training sessions (prob_CNN fills as the masks did)."""
+        if config.reference != "healthy":
+            return config.mu
+        key = (split, run, config.seed)
+        if key not in self._fills:
+            from neuromask.explain.reference import HealthyReference
+            from neuromask.jobs.trained_model import TrainedModel
+
+            model, _ = self.model_and_images(split, run)
+            trained = TrainedModel.open(self.model_dir(split, run), "cpu")
+            sessions = trained.training_cn_sessions(config.seed, cache_dir=self.cache)
+            self._fills[key] = HealthyReference(sessions, next(model.parameters()).device)
+        return self._fills[key]
 
     def independent_images(self, split: int, run: int) -> torch.Tensor:
         """The independent cohort's baseline AD sessions that the model of (split, run)
