@@ -85,10 +85,35 @@ def test_procedure_removes_the_far_out_sessions_and_trains_the_final_mask_withou
 
 
 #: Masked logits (AD - CN) of 16 training AD sessions under a first group mask (tuning
-#: cohort t104: 120 subjects per class, 3 mm, the default CNN; 20 epochs of the default
-#: mask), session 5 with the block failure injected. Measured, not made up.
+#: cohort t104: 120 subjects per class, 3 mm, the default CNN; 20 epochs of the
+#: voxel-level mask, preset ``voxel``), session 5 with the block failure injected.
+#: Measured, not made up.
 T104_SCORES = [-18.37, -17.26, -17.42, -16.9, -18.39, -8.22, -18.43, -18.36, -18.34, -18.44,
                -18.53, -15.55, -15.55, -18.2, -18.12, -16.31]  # fmt: skip
+#: The same under preset ``group-mu``, the procedure's default (20 epochs, batch 4).
+T104_GROUP_MU_SCORES = [-7.18, -7.27, -6.97, -6.7, -7.1, -2.2, -7.11, -7.12, -7.53, -7.15,
+                        -7.44, -6.59, -6.4, -7.54, -7.05, -7.09]  # fmt: skip
+#: The same under the healthy reference of the ``group`` default: nothing stands out.
+T104_HEALTHY_SCORES = [1.03, 1.29, 2.6, 2.38, 0.74, 0.67, 2.22, 1.66, 0.88, 2.3, -0.68, 1.4,
+                       2.22, 0.24, 2.18, 1.96]  # fmt: skip
+
+
+def _losses(scores):
+    return pd.DataFrame(
+        {
+            "participant_id": [f"sub-{i:02d}" for i in range(len(scores))],
+            "session_id": ["ses-M000"] * len(scores),
+            "loss_contribution": scores,
+        }
+    )
+
+
+def test_the_procedures_default_masks_isolate_the_block_session_where_the_healthy_ones_do_not():
+    from neuromask.jobs.qc_step2 import QC_PRESET
+
+    assert QC_PRESET == "group-mu"
+    assert loss_outliers(_losses(T104_GROUP_MU_SCORES))["participant_id"].tolist() == ["sub-05"]
+    assert loss_outliers(_losses(T104_HEALTHY_SCORES)).empty
 
 
 def test_far_out_fence_takes_the_block_session_alone_where_a_robust_z_takes_four():

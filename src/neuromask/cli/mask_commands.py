@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import click
@@ -56,9 +57,13 @@ def mask() -> None:
     """Optimised 3D perturbation masks of a trained CNN (meaningful perturbation)."""
 
 
-def _group_inputs(f):
+def _group_inputs(default_preset: str = "group"):
     """MODEL_DIR CAPS TSV OUT, --validation and --preset: what every group-mask command
     takes."""
+    return functools.partial(_add_group_inputs, default_preset=default_preset)
+
+
+def _add_group_inputs(f, default_preset: str):
     decorators = [
         click.argument("model_dir", type=click.Path(path_type=Path)),
         click.argument("caps", type=click.Path(exists=True, file_okay=False, path_type=Path)),
@@ -75,7 +80,8 @@ def _group_inputs(f):
         click.option(
             "--preset",
             type=click.Choice(["group", "group-mu", "voxel", "paper", "small-cohort"]),
-            default="group",
+            default=default_preset,
+            show_default=True,
             help="group: the defaults (a mask 2 times coarser than the images, smoothly "
             "upsampled, that restores 2 % of the brain to healthy tissue, max(X, a CN "
             "training session); logit; at most 40 epochs); group-mu: the same mask deleting "
@@ -92,7 +98,7 @@ def _group_inputs(f):
 
 
 @mask.command("group")
-@_group_inputs
+@_group_inputs()
 @_common
 def group(
     model_dir: Path,
@@ -149,7 +155,7 @@ def group(
 
 
 @mask.command("group-qc")
-@_group_inputs
+@_group_inputs("group-mu")
 @click.option(
     "--iqr-factor",
     type=click.FloatRange(min=0, min_open=True),
@@ -179,7 +185,9 @@ def group_qc(
     under it stands out (OUT/removed.tsv, with the reason), and trains the final mask
     on the others (OUT/final/; the first mask is final when none stands out).
     OUT/qc_step2.json names the final mask's folder. Rerun the same command after an
-    interruption to resume.
+    interruption to resume. Its masks default to --preset group-mu (mu = 1): under the
+    healthy reference of the group default, a session with a block of non-brain tissue
+    segmented as GM did not stand out.
     """
     from neuromask.jobs.qc_step2 import group_mask_qc_job
 
