@@ -164,19 +164,28 @@ def test_coarse_area_mask_with_jitter_resumes_to_the_same_mask(planted_model, tm
     straight, _ = MeaningfulPerturbation(model, config, reference=sessions).attribute(
         train, 1, validation=validation
     )
-
-    def interrupt(epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    explainer = MeaningfulPerturbation(model, config, reference=sessions)
-    with pytest.raises(KeyboardInterrupt):
-        explainer.attribute(
-            train, 1, validation=validation, checkpoint=tmp_path / "c.pt", after_epoch=interrupt
-        )
-    resumed, _ = explainer.attribute(train, 1, validation=validation, checkpoint=tmp_path / "c.pt")
+    resumed = interrupted_and_resumed(
+        MeaningfulPerturbation(model, config, reference=sessions), train, validation, tmp_path, 1
+    )
     assert torch.equal(straight, resumed)
     assert straight.shape == (1, 1, *SHAPE)
+
+
+def interrupted_and_resumed(explainer, train, validation, tmp_path, at_epoch):
+    """The group mask of ``explainer``, interrupted after epoch ``at_epoch`` and resumed
+    from its checkpoint."""
+
+    def interrupt(epoch):
+        if epoch == at_epoch:
+            raise KeyboardInterrupt
+
+    checkpoint = tmp_path / "c.pt"
+    with pytest.raises(KeyboardInterrupt):
+        explainer.attribute(
+            train, 1, validation=validation, checkpoint=checkpoint, after_epoch=interrupt
+        )
+    resumed, _ = explainer.attribute(train, 1, validation=validation, checkpoint=checkpoint)
+    return resumed
 
 
 def test_presets_are_pinned():
@@ -337,17 +346,9 @@ def test_healthy_reference_mask_finds_the_block_and_resumes_to_the_same_mask(
     block = np.zeros(SHAPE, bool)
     block[:3, :3, :3] = True
     assert deletion[block].mean() > 3 * deletion[~block].mean()
-
-    def interrupt(epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-
-    explainer = MeaningfulPerturbation(model, config, reference=sessions)
-    with pytest.raises(KeyboardInterrupt):
-        explainer.attribute(
-            train, 1, validation=validation, checkpoint=tmp_path / "c.pt", after_epoch=interrupt
-        )
-    resumed, _ = explainer.attribute(train, 1, validation=validation, checkpoint=tmp_path / "c.pt")
+    resumed = interrupted_and_resumed(
+        MeaningfulPerturbation(model, config, reference=sessions), train, validation, tmp_path, 2
+    )
     assert torch.equal(straight, resumed)
     # session masks pair image i with session i mod K
     session_masks, _ = MeaningfulPerturbation(
