@@ -36,7 +36,9 @@ class HealthyReference:
     inputs are."""
 
     def __init__(self, sessions: np.ndarray | torch.Tensor, device: torch.device) -> None:
-        maps = torch.as_tensor(np.asarray(sessions, dtype=np.float32))
+        maps = torch.as_tensor(
+            np.array(sessions, dtype=np.float32)
+        )  # a copy: the input may be read-only
         if maps.dim() != 4 or maps.shape[0] == 0:
             raise ParameterError(
                 "mask setting reference = 'healthy' needs cognitively normal sessions "

@@ -73,16 +73,22 @@ def claim_mask_job(
 
 
 def _explainer(
-    trained: TrainedModel, inputs: MaskInputs, config: MaskConfig, progress: bool
+    trained: TrainedModel,
+    inputs: MaskInputs,
+    config: MaskConfig,
+    progress: bool,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> MeaningfulPerturbation:
     """The explainer of ``inputs``, with the brain mask of their images and, for
     ``reference = "cn_mean"``, the mean CN map of the model's training sessions, or for
     ``"healthy"`` those sessions themselves."""
     reference = None
     if config.reference == "cn_mean":
-        reference = trained.training_cn_reference(progress=progress)
+        reference = trained.training_cn_reference(cache_dir=cache_dir, progress=progress)
     elif config.reference == "healthy":
-        reference = trained.training_cn_sessions(config.seed, progress=progress)
+        reference = trained.training_cn_sessions(
+            config.seed, cache_dir=cache_dir, progress=progress
+        )
     return MeaningfulPerturbation(
         trained.model,
         config,
@@ -157,7 +163,7 @@ def group_mask_job(
             validation_caps or caps, validation_tsv, cache_dir=cache_dir, progress=progress
         )
     claim()
-    explainer = _explainer(trained, train, config, progress)
+    explainer = _explainer(trained, train, config, progress, cache_dir)
     try:
         _, result = explainer.attribute(
             train.images,
@@ -290,7 +296,7 @@ def session_mask_job(
     claim(dry_run=True)
     inputs = trained.ad_sessions(caps, tsv, cache_dir=cache_dir, progress=progress)
     claim()
-    explainer = _explainer(trained, inputs, config, progress)
+    explainer = _explainer(trained, inputs, config, progress, cache_dir)
     names = [
         f"{p}_{s}"
         for p, s in zip(

@@ -66,7 +66,7 @@ from neuromask.jobs.sanity_maps import (  # noqa: F401  (old import paths)
 from neuromask.jobs.sanity_tables import ModelSpec, cascade_table, explainer_table
 from neuromask.jobs.trained_model import MaskInputs, TrainedModel, brain_mask_of
 from neuromask.metrics.faithfulness import faithfulness_curves
-from neuromask.metrics.localization import read_ground_truth
+from neuromask.metrics.localization import GroundTruth, read_ground_truth
 from neuromask.metrics.similarity import (  # noqa: F401  (old import path)
     cosine,
     inter_subject_similarity,
@@ -213,8 +213,15 @@ def _faithfulness(
     }
 
 
-def truth_voxels(ground_truth: Any) -> np.ndarray | None:
-    return ground_truth.voxels if ground_truth is not None else None
+def _truth_settings(ground_truth: GroundTruth | None) -> dict[str, Any]:
+    """What settings.json says of the ground truth the maps were scored against."""
+    if ground_truth is None:
+        return {"truth_rois": None, "truth_voxels": None}
+    voxels = ground_truth.voxels
+    return {
+        "truth_rois": ground_truth.rois,
+        "truth_voxels": None if voxels is None else int(voxels.sum()),
+    }
 
 
 def healthy_sessions(
@@ -324,8 +331,7 @@ def run_sanity(
         "device": str(ctx.torch_device),
         "n_images": n,
         "cascade_layers": [name for name, _ in layers],
-        "truth_rois": ground_truth.rois if ground_truth else None,
-        "truth_voxels": None if (v := truth_voxels(ground_truth)) is None else int(v.sum()),
+        **_truth_settings(ground_truth),
         "shuffled_cnn": _shuffled_fit(out) if config.shuffled else None,
         "torch_version": torch.__version__,
     }

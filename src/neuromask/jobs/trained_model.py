@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,14 +65,18 @@ def _sessions_of(
     if_none: str,
     cache_dir: str | os.PathLike[str] | None,
     progress: bool,
+    keep: Callable[[pd.DataFrame], np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, GMDataset, np.ndarray]:
     """The sessions of ``tsv`` with ``diagnosis``, their GM maps (checked against the
     model's grid) and those maps normalised as the model's inputs are; ``if_none`` ends
-    the error raised when there is none."""
+    the error raised when there is none. ``keep``: the rows (positions) of those
+    sessions to load, when not all."""
     sessions = read_participants(tsv)
     chosen = sessions[sessions["diagnosis"] == diagnosis].reset_index(drop=True)
     if chosen.empty:
         raise NoSessionToMaskError(f"{tsv} {if_none}")
+    if keep is not None:
+        chosen = chosen.iloc[keep(chosen)].reset_index(drop=True)
     data = load_gm_maps(
         caps,
         chosen,
@@ -215,7 +220,7 @@ class TrainedModel:
 
         caps, split_dir, split = self.training_paths()
         tsv = SplitLayout(split_dir).fold_tsv(split, "train")
-        sessions, _, images = _sessions_of(
+        _, _, images = _sessions_of(
             self.record,
             caps,
             tsv,
@@ -223,9 +228,9 @@ class TrainedModel:
             "holds no CN session: the 'healthy' reference needs cognitively normal sessions",
             cache_dir,
             progress,
+            keep=lambda cn: healthy_subset(len(cn), cn["participant_id"].tolist(), seed),
         )
-        keep = healthy_subset(len(images), sessions["participant_id"].tolist(), seed)
-        return np.asarray(images, dtype=np.float32)[keep]
+        return np.asarray(images, dtype=np.float32)
 
     def validation_ad_sessions(
         self, *, cache_dir: str | os.PathLike[str] | None = None, progress: bool = True

@@ -212,9 +212,11 @@ class Workspace:
         if key not in self._fills:
             from neuromask.explain.reference import HealthyReference
             from neuromask.jobs.trained_model import TrainedModel
+            from neuromask.train.model_folder import read_model_record
 
             model, _ = self.model_and_images(split, run)
-            trained = TrainedModel.open(self.model_dir(split, run), "cpu")
+            folder = self.model_dir(split, run)
+            trained = TrainedModel(folder, model, read_model_record(folder))
             sessions = trained.training_cn_sessions(config.seed, cache_dir=self.cache)
             self._fills[key] = HealthyReference(sessions, next(model.parameters()).device)
         return self._fills[key]
