@@ -111,3 +111,41 @@ def test_settings_are_checked(case):
         faithfulness_curves(model, images, weights, brain, fractions=(0.1, 0.05))
     with pytest.raises(ParameterError, match="grid"):
         faithfulness_curves(model, images, weights[:-1], brain)
+
+
+def test_ties_are_ranked_in_a_seeded_random_order_not_in_memory_order():
+    brain = np.ones(GRID, bool)
+    relevance = np.zeros(GRID)
+    relevance[3, 3, 3] = 1.0  # one voxel first, every other one tied
+    order = ranked_brain_voxels(relevance, brain, seed=4)
+    assert order[0] == np.ravel_multi_index((3, 3, 3), GRID)
+    np.testing.assert_array_equal(order, ranked_brain_voxels(relevance, brain, seed=4))
+    assert not np.array_equal(order, ranked_brain_voxels(relevance, brain, seed=5))
+    np.testing.assert_array_equal(np.sort(order), np.arange(np.prod(GRID)))
+    # the first tenth of the tied voxels is spread over the grid, not one slab
+    first_x = np.unravel_index(order[1 : 1 + order.size // 10], GRID)[0]
+    assert len(np.unique(first_x)) == GRID[0]
+    strict = np.arange(np.prod(GRID), dtype=float).reshape(GRID)  # no ties: value order
+    np.testing.assert_array_equal(ranked_brain_voxels(strict, brain)[:3], [335, 334, 333])
+
+
+def test_an_image_reference_fills_each_image_with_its_own(case):
+    brain, weights, region, images = case
+    model = LinearCNN(weights, bias=-3.0)
+    relevance = np.where(region, 2.0, 0.0) + np.linspace(0, 1, np.prod(GRID)).reshape(GRID)
+    start = torch.maximum(images, torch.full_like(images, 0.6))  # "healthy": max(X, H)
+    curves = faithfulness_curves(
+        model, images, relevance, brain, reference=start, fractions=(0.0, 0.1), road_noise=0.0
+    )
+    x = images[:, 0].numpy().reshape(3, -1).astype(np.float64)
+    h = start[:, 0].numpy().reshape(3, -1).astype(np.float64)
+    w = weights.reshape(-1)
+    top = ranked_brain_voxels(relevance, brain)[: int(round(0.1 * brain.sum()))]
+    deleted = x.copy()
+    deleted[:, top] = h[:, top]
+    inserted = np.where(brain.reshape(-1), h, x)
+    inserted[:, top] = x[:, top]
+    np.testing.assert_allclose(curves.deletion[1], sigmoid(deleted @ w - 3.0).mean(), rtol=1e-5)
+    np.testing.assert_allclose(curves.insertion[1], sigmoid(inserted @ w - 3.0).mean(), rtol=1e-5)
+    with pytest.raises(ParameterError, match="reference images"):
+        faithfulness_curves(model, images, relevance, brain, reference=start[:2])

@@ -110,3 +110,32 @@ def test_localize_errors(tiny_cohort, truth, tmp_path):
 def test_truth_rois_are_read_in_order(tiny_cohort):
     table = pd.read_csv(tiny_cohort.ground_truth / "atrophy_rois.tsv", sep="\t")
     assert read_truth_rois(tiny_cohort.ground_truth) == table["roi_name"].tolist()
+
+
+def test_localize_measures_faithfulness_to_a_model(tiny_cohort, tiny_model, truth, tmp_path):
+    """--model adds the deletion, insertion and ROAD areas, with mu = 1 and with healthy
+    tissue as the reference, as the library computes them."""
+    from neuromask.jobs.faithfulness import map_faithfulness
+
+    atlas = truth["atlas"]
+    mask = np.where(atlas.mask(truth["rois"]), 0.0, 1.0).astype(np.float32)
+    path = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(mask, truth["grid"].affine), path)
+    out = tmp_path / "scores.json"
+    code, output = run(
+        "localize", path, "--truth", tiny_cohort.ground_truth, "--model", tiny_model,
+        "--images", 2, "--out", out,
+    )  # fmt: skip
+    assert code == 0, output
+    scores = json.loads(out.read_text())
+    direct = map_faithfulness(tiny_model, 1.0 - mask, images=2)
+    assert len(scores["faithfulness_sessions"]) == len(direct.sessions) <= 2
+    for key in ("mu_deletion_auc", "mu_insertion_auc", "road_auc", "healthy_insertion_auc"):
+        assert scores[key] == pytest.approx(direct.areas[key])
+        assert 0.0 <= scores[key] <= 1.0
+    assert "healthy_insertion_auc" in output
+    code, output = run(
+        "localize", path, "--truth", tiny_cohort.ground_truth, "--model", tiny_model,
+        "--images", 0,
+    )  # fmt: skip
+    assert code == 2 and "--images" in output and "Traceback" not in output

@@ -26,16 +26,43 @@ from neuromask.cli.options import top_option
     help="MAP is an attribution map (relevance |a|), not a mask (relevance 1 - m).",
 )
 @click.option(
+    "--model",
+    "model_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A trained model folder (split-K/run-R): also measure the map's deletion, "
+    "insertion and ROAD curves on this CNN, with mu = 1 and with healthy tissue as the "
+    "reference.",
+)
+@click.option(
+    "--images",
+    type=click.IntRange(min=1),
+    default=6,
+    show_default=True,
+    help="With --model: how many correctly classified validation AD sessions.",
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Also write the scores as JSON.",
 )
-def localize(map_path: Path, truth: Path, k: int, attribution: bool, out: Path | None) -> None:
+def localize(
+    map_path: Path,
+    truth: Path,
+    k: int,
+    attribution: bool,
+    model_dir: Path | None,
+    images: int,
+    out: Path | None,
+) -> None:
     """Score MAP_OR_MASK against a synthetic cohort's atrophied regions: ROI precision
-    and recall at k, voxel-level ROC AUC and relevance mass accuracy.
+    and recall at k, voxel-level ROC AUC, relevance mass accuracy and coherence; with
+    --model, also its faithfulness to that CNN (deletion, insertion and ROAD areas, on
+    the first validation AD sessions it classifies correctly).
 
     Example: neuromask localize group/mask.nii.gz --truth synth/ground_truth
+    --model models/split-0/run-0
     """
     import pandas as pd
 
@@ -83,18 +110,29 @@ def localize(map_path: Path, truth: Path, k: int, attribution: bool, out: Path |
     )
     console.print(f"Top {k} ROIs: {', '.join(scores.top_rois)}")
     console.print(f"Atrophied ROIs: {', '.join(scores.truth_rois)}")
+    faithful = (
+        {} if model_dir is None else _faithfulness(model_dir, relevance_of(values, kind), images)
+    )
     if out is not None:
+        record = {"map": str(map_path), **scores.to_dict(), "coherence": coherent.coherence}
+        record.update(components=coherent.components, **faithful)
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out) as tmp:
-            tmp.write_text(
-                json.dumps(
-                    {
-                        "map": str(map_path),
-                        **scores.to_dict(),
-                        "coherence": coherent.coherence,
-                        "components": coherent.components,
-                    },
-                    indent=2,
-                )
-            )
+            tmp.write_text(json.dumps(record, indent=2))
         console.print(f"Scores written to {out}")
+
+
+def _faithfulness(model_dir: Path, relevance: object, images: int) -> dict[str, object]:
+    """Print and return the map's faithfulness areas on the CNN of ``model_dir``."""
+    import numpy as np
+    import pandas as pd
+
+    from neuromask.jobs.faithfulness import map_faithfulness
+
+    measured = map_faithfulness(model_dir, np.asarray(relevance), images=images)
+    print_table(
+        pd.DataFrame([{"curve": key, "area": v} for key, v in measured.areas.items()]),
+        title=f"Faithfulness to {model_dir} ({len(measured.sessions)} AD sessions; "
+        "insertion: higher is better, deletion and ROAD: lower)",
+    )
+    return {**measured.areas, "faithfulness_sessions": measured.sessions}

@@ -199,18 +199,35 @@ def _figures(
 def _faithfulness(
     ctx: _Context, explained: dict[tuple[str, str], Explanation]
 ) -> dict[str, dict[str, float]]:
-    """Deletion, insertion and ROAD areas of each method's map on the trained CNN."""
-    return {
-        method: faithfulness_curves(
+    """Deletion, insertion and ROAD areas of each method's map on the trained CNN, with
+    mu = 1 as the reference and, when the CN training sessions are loaded, also with
+    each image's healthy version max(X, H) (``healthy_deletion_auc``,
+    ``healthy_insertion_auc``; image i with CN session i mod K)."""
+    from neuromask.explain.reference import HealthyReference
+
+    start = None
+    if ctx.healthy is not None:
+        images = ctx.images.to(ctx.torch_device)
+        start = HealthyReference(ctx.healthy, ctx.torch_device).paired(images, range(len(images)))
+    areas: dict[str, dict[str, float]] = {}
+    for method in ctx.config.methods:
+        relevance = explained["trained", method].group
+        areas[method] = faithfulness_curves(
             ctx.model,
             ctx.images,
-            explained["trained", method].group,
+            relevance,
             ctx.brain,
             reference=mask_preset("group").mu,
             seed=ctx.config.seed,
         ).areas()
-        for method in ctx.config.methods
-    }
+        if start is not None:
+            healthy = faithfulness_curves(
+                ctx.model, ctx.images, relevance, ctx.brain, reference=start.cpu(), road=False,
+                seed=ctx.config.seed,
+            ).areas()  # fmt: skip
+            areas[method]["healthy_deletion_auc"] = healthy["deletion_auc"]
+            areas[method]["healthy_insertion_auc"] = healthy["insertion_auc"]
+    return areas
 
 
 def _truth_settings(ground_truth: GroundTruth | None) -> dict[str, Any]:

@@ -64,11 +64,18 @@ class FaithfulnessCurves:
         }
 
 
-def ranked_brain_voxels(relevance: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    """Flat indices of the brain's voxels, most relevant first (ties: lower index first)."""
+def ranked_brain_voxels(relevance: np.ndarray, brain: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Flat indices of the brain's voxels, most relevant first; equal values in a random
+    order drawn from ``seed``.
+
+    A map that gives most voxels the same value (a mask deletes a few per cent of the
+    brain and leaves the rest at exactly m = 1) would otherwise hand the curves its ties
+    in memory order: whole sagittal slabs, one side of the brain first, which helps or
+    hurts the map by where the slabs fall rather than by what it ranks."""
     inside = np.flatnonzero(np.asarray(brain, dtype=bool).ravel())
     values = np.asarray(relevance, dtype=np.float64).ravel()[inside]
-    return inside[np.argsort(-values, kind="stable")]
+    shuffle = np.random.default_rng([seed, 31]).random(inside.size)
+    return inside[np.lexsort((shuffle, -values))]
 
 
 def neighbour_imputation(
@@ -127,19 +134,23 @@ def faithfulness_curves(
     relevance: np.ndarray,
     brain: np.ndarray,
     *,
-    reference: float = 1.0,
+    reference: float | np.ndarray | torch.Tensor = 1.0,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     target: int = 1,
     road_noise: float = 0.01,
     seed: int = 0,
     batch_size: int = 8,
+    road: bool = True,
 ) -> FaithfulnessCurves:
     """Deletion, insertion and ROAD curves of one relevance map (X, Y, Z) on ``images``
     (N, 1, X, Y, Z), for ``model``'s P(``target``).
 
-    ``reference``: the value of a deleted voxel and of a not-yet-inserted one (the
-    masks' mu). ``road_noise``: the SD of the noise added to imputed voxels, drawn from
-    ``seed``.
+    ``reference``: the value of a deleted voxel and of a not-yet-inserted one: one
+    number (the masks' mu) or one image per image (N, 1, X, Y, Z), such as the healthy
+    reference's max(X, H) (:meth:`neuromask.explain.reference.HealthyReference.paired`).
+    ``road_noise``: the SD of the noise added to imputed voxels; the noise and the order
+    of tied relevance values are drawn from ``seed``. ``road = False`` leaves the ROAD
+    curve out (NaN), which saves its linear solves when only the reference changes.
     """
     grid = tuple(images.shape[2:])
     if np.shape(relevance) != grid or np.shape(brain) != grid:
@@ -152,8 +163,17 @@ def faithfulness_curves(
         raise ParameterError(
             f"faithfulness: fractions must rise strictly within [0, 1], got {list(fractions)}"
         )
-    order = ranked_brain_voxels(relevance, brain)
+    order = ranked_brain_voxels(relevance, brain, seed)
     base = images.detach().cpu().to(torch.float32).numpy()
+    if isinstance(reference, int | float):
+        fill = np.full(base.shape, float(reference), dtype=np.float32)
+    else:
+        fill = np.asarray(torch.as_tensor(reference).detach().cpu(), dtype=np.float32)
+        if fill.shape != base.shape:
+            raise ParameterError(
+                f"faithfulness: the reference images {fill.shape} must match the images "
+                f"{base.shape}"
+            )
     brain_flat = np.asarray(brain, dtype=bool).ravel()
     rng = np.random.default_rng(seed)
     curves: dict[str, list[float]] = {"deletion": [], "insertion": [], "road": []}
@@ -165,17 +185,20 @@ def faithfulness_curves(
     for fraction in q:
         top = np.zeros(base[0, 0].size, dtype=bool)
         top[order[: int(round(fraction * order.size))]] = True
-        deleted, inserted, road = base.copy(), base.copy(), base.copy()
+        deleted, inserted, imputed = base.copy(), base.copy(), base.copy()
         for i in range(base.shape[0]):
             flat_del, flat_ins = deleted[i, 0].reshape(-1), inserted[i, 0].reshape(-1)
-            flat_del[top] = reference
-            flat_ins[brain_flat & ~top] = reference
-            road[i, 0] = neighbour_imputation(
-                base[i, 0], top.reshape(grid), noise=road_noise, rng=rng
-            )
+            flat_fill = fill[i, 0].reshape(-1)
+            flat_del[top] = flat_fill[top]
+            outside_top = brain_flat & ~top
+            flat_ins[outside_top] = flat_fill[outside_top]
+            if road:
+                imputed[i, 0] = neighbour_imputation(
+                    base[i, 0], top.reshape(grid), noise=road_noise, rng=rng
+                )
         curves["deletion"].append(score(deleted))
         curves["insertion"].append(score(inserted))
-        curves["road"].append(score(road))
+        curves["road"].append(score(imputed) if road else float("nan"))
     return FaithfulnessCurves(
         q, *(np.asarray(curves[k]) for k in ("deletion", "insertion", "road"))
     )
