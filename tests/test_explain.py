@@ -99,12 +99,15 @@ def test_bad_hyperparameters_are_refused():
         {"area_weight": 0.0},
         {"step_scaling": "pixel"},
         {"patience": 0},
+        {"larger_areas": (0.01,)},
+        {"fooled_below": 1.0},
     ):
         with pytest.raises(ParameterError, match=next(iter(kwargs))):
             MaskConfig(**kwargs)
     with pytest.raises(
         ParameterError,
-        match="valid names: group, group-mu, voxel, paper, small-cohort, session, paper-session",
+        match="valid names: group, group-mu, group-sufficient, voxel, paper, small-cohort, "
+        "session, paper-session",
     ):
         mask_preset("huge")
 

@@ -84,6 +84,29 @@ def test_group_mask_outputs(tiny_model, tiny_training, settings, tmp_path):
     assert (out / "mask.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_group_mask_with_a_growing_area(tiny_model, tiny_training, tmp_path):
+    """--preset group-sufficient: the areas tried are recorded, the history says which
+    area each epoch belongs to, and no checkpoint is left behind."""
+    t = tiny_training
+    out = tmp_path / "sufficient"
+    config = tmp_path / "sufficient.toml"
+    config.write_text("max_epochs = 2\npatience = 2\nfooled_below = 0.000001\n")
+    code, output = run(
+        "mask", "group", tiny_model, t["caps"], t["split"] / "split-0" / "train.tsv", out,
+        "--preset", "group-sufficient", "--config", config, "--quiet",
+    )  # fmt: skip
+    assert code == 0, output
+    result = json.loads((out / "result.json").read_text())
+    assert [row["area"] for row in result["areas_tried"]] == [0.02, 0.04, 0.08]
+    assert result["mask"]["larger_areas"] == [0.04, 0.08]
+    assert result["validation_mean_p_ad_masked"] == pytest.approx(
+        result["areas_tried"][-1]["p_masked"], abs=1e-6
+    )
+    history = pd.read_csv(out / "history.tsv", sep="\t")
+    assert history["area"].tolist() == [0.02, 0.02, 0.04, 0.04, 0.08, 0.08]
+    assert not list(out.glob("checkpoint*"))
+
+
 @pytest.mark.slow
 def test_killed_group_mask_resumes_to_the_same_mask(tiny_model, tiny_training, settings, tmp_path):
     t = tiny_training

@@ -200,6 +200,11 @@ def test_presets_are_pinned():
     mu = mask_preset("group-mu")
     assert (mu.area, mu.upsample, mu.reference) == (0.05, 2, "constant")
     assert dataclasses.replace(mu, area=0.02, reference="healthy") == group
+    sufficient = mask_preset("group-sufficient")
+    assert group.larger_areas == () and sufficient.larger_areas == (0.04, 0.08)
+    assert dataclasses.replace(sufficient, larger_areas=()) == group
+    assert sufficient.fooled_below == 0.05
+    assert all(not mask_preset(n).larger_areas for n in ("voxel", "session", "paper"))
     assert (voxel.area, voxel.upsample, voxel.max_epochs) == (0.0, 1, 150)
     assert voxel.reference == mask_preset("session").reference == "constant"
     assert (voxel.lambda1, voxel.lambda2, voxel.score) == (1e-3, 1e-3, "logit")
@@ -233,9 +238,11 @@ PAPER = {
     "reference": "constant",
     "area": 0.0,
     "step_scaling": "voxel",
+    "larger_areas": (),
 }
-#: Fields that do nothing in the paper's setting (the margin hinge, the area weight).
-INERT = {"margin", "area_weight"}
+#: Fields that do nothing in the paper's setting (the margin hinge, the area weight,
+#: the bar of a growing area).
+INERT = {"margin", "area_weight", "fooled_below"}
 
 
 @pytest.mark.parametrize(
@@ -377,3 +384,48 @@ def test_healthy_reference_is_required_and_checked(planted_model):
     assert len(keep) == MAX_HEALTHY_SESSIONS
     assert len({subjects[i] for i in keep}) == MAX_HEALTHY_SESSIONS
     assert list(healthy_subset(4, ["a", "a", "b", "c"], seed=0)) == [0, 2, 3]
+
+
+def test_larger_areas_are_checked():
+    with pytest.raises(ParameterError, match="larger_areas must be areas that rise"):
+        MaskConfig(area=0.04, larger_areas=(0.02,))
+    with pytest.raises(ParameterError, match="larger_areas must be empty when area is 0"):
+        MaskConfig(area=0.0, larger_areas=(0.04,))
+    with pytest.raises(ParameterError, match="larger_areas must be areas below 1"):
+        MaskConfig(area=0.5, larger_areas=(1.0,))
+    with pytest.raises(ParameterError, match="fooled_below must be in"):
+        MaskConfig(fooled_below=0.0)
+    config = MaskConfig(larger_areas=(0.04, 0.08))
+    with pytest.raises(ParameterError, match="group masks only"):
+        MeaningfulPerturbation(
+            torch.nn.Conv3d(1, 2, 1), config, reference=healthy_sessions()
+        ).attribute(torch.ones((1, 1, *SHAPE)), 1, mode="session")
+
+
+def test_the_area_grows_until_the_mask_fools_the_cnn_and_resumes(planted_model, tmp_path):
+    """Areas are tried in turn, each from the mask found so far, until the masked
+    validation P(AD) falls below fooled_below; an interrupted run resumes to the same."""
+    model, train, validation = planted_model
+    base = MaskConfig(area=0.01, max_epochs=4, patience=4, batch_size=4)
+    sessions = healthy_sessions()
+    never = dataclasses.replace(base, larger_areas=(0.03, 0.06), fooled_below=1e-9)
+    _, result = MeaningfulPerturbation(model, never, reference=sessions).attribute(
+        train, 1, validation=validation
+    )
+    assert [row["area"] for row in result.areas_tried] == [0.01, 0.03, 0.06]
+    assert list(result.history["area"].unique()) == [0.01, 0.03, 0.06]
+    assert result.config == never and result.settings()["areas_tried"] == result.areas_tried
+    probabilities = [row["p_masked"] for row in result.areas_tried]
+    assert probabilities[-1] < probabilities[0]  # the larger area restores more
+    # with the P(AD) it reached at 0.03 as the bar, it stops at 0.03, with the same mask
+    # as the 0.03 stage of the full ladder (that stage started from the 0.01 mask)
+    bar = (probabilities[1] + probabilities[0]) / 2 if probabilities[1] < probabilities[0] else 1
+    enough = dataclasses.replace(never, fooled_below=min(bar, 0.999))
+    explainer = MeaningfulPerturbation(model, enough, reference=sessions)
+    masks, stopped = explainer.attribute(train, 1, validation=validation)
+    assert len(stopped.areas_tried) == 2
+    assert stopped.areas_tried == result.areas_tried[:2]
+    # interrupted in the second area's optimisation (epoch 5 overall), resumed: the same
+    resumed = interrupted_and_resumed(explainer, train, validation, tmp_path, 5)
+    assert torch.equal(masks, resumed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.area-0.pt", "c.area-1.pt"]

@@ -176,10 +176,21 @@ def optimise_group_mask(
     *,
     checkpoint: str | os.PathLike[str] | None = None,
     after_epoch: Callable[[int], None] | None = None,
+    initial: torch.Tensor | None = None,
 ) -> PerturbationResult:
-    """Train one mask for all of ``x``; resume from ``checkpoint`` when it exists."""
+    """Train one mask for all of ``x``; resume from ``checkpoint`` when it exists.
+
+    ``initial``: the mask's variables to start from (a previous result's
+    ``mask_variables``) instead of all ones."""
     cfg = explainer.config
     mask = explainer.grid_map.ones(1, explainer.device)
+    if initial is not None:
+        if tuple(initial.shape) != tuple(mask.shape):
+            raise ParameterError(
+                f"initial mask {tuple(initial.shape)} does not match the mask's variables "
+                f"{tuple(mask.shape)}"
+            )
+        mask.copy_(initial)
     state = GroupState(
         mask,
         SlotAdam(mask, cfg.learning_rate, scaling=cfg.step_scaling),
@@ -225,6 +236,7 @@ def _result(
         "group",
         state.stopping.best_epoch,
         stopped,
+        mask_variables=state.best_mask.detach().cpu().clone(),
     )
 
 

@@ -60,17 +60,26 @@ class PerturbationResult:
     best_epoch: int | list[int]
     stopped_because: str
     per_image: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Group mode: the best mask's variables (coarse when ``config.upsample`` > 1), from
+    #: which another optimisation can start.
+    mask_variables: torch.Tensor | None = None
+    #: Group mode with ``config.larger_areas``: each area tried, its mean masked
+    #: P(target) and its epochs (:mod:`neuromask.explain.extremal`).
+    areas_tried: list[dict[str, float]] = field(default_factory=list)
 
     def settings(self) -> dict[str, Any]:
         from neuromask.config import to_mapping
 
-        return {
+        settings = {
             "mode": self.mode,
             "target": self.target,
             "mask": to_mapping(self.config),
             "best_epoch": self.best_epoch,
             "stopped_because": self.stopped_because,
         }
+        if self.areas_tried:
+            settings["areas_tried"] = self.areas_tried
+        return settings
 
 
 def threshold(raw: torch.Tensor, keep_above: float) -> torch.Tensor:
@@ -164,10 +173,22 @@ class MeaningfulPerturbation:
         if mode == "group":
             if validation is not None:
                 validation = self._check_inputs(validation, "validation")
-            result = optimise_group_mask(
-                self, inputs, target, validation, checkpoint=checkpoint, after_epoch=after_epoch
-            )
+            if self.config.larger_areas:
+                from neuromask.explain.extremal import optimise_growing_area
+
+                result = optimise_growing_area(
+                    self, inputs, target, validation, checkpoint=checkpoint, after_epoch=after_epoch
+                )
+            else:
+                result = optimise_group_mask(
+                    self, inputs, target, validation, checkpoint=checkpoint, after_epoch=after_epoch
+                )
         elif mode == "session":
+            if self.config.larger_areas:
+                raise ParameterError(
+                    "mask setting larger_areas applies to group masks only; set "
+                    "larger_areas = [] for session masks"
+                )
             if self.config.jitter:
                 raise ParameterError(
                     "mask setting jitter applies to group masks only; set jitter = 0 for "

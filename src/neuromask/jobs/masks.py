@@ -176,7 +176,8 @@ def group_mask_job(
     except MaskLossNaNError as exc:
         result, failure = exc.result, exc
     outputs = _write_group_outputs(out, explainer, train, validation, result)
-    (out / "checkpoint.pt").unlink(missing_ok=True)
+    for done in (out / "checkpoint.pt", *out.glob("checkpoint.area-*.pt")):
+        done.unlink(missing_ok=True)
     if failure is not None:
         raise failure
     return outputs
