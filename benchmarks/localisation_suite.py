@@ -1,29 +1,31 @@
 """Does the default group mask show what the CNN uses? Every method on fresh cohorts.
 
 Usage: python benchmarks/localisation_suite.py OUT [--cohorts NAME,NAME] [--jobs 2]
-           [--masks group,group-mu,voxel]
+           [--masks group,group-mu,group-sufficient,voxel] [--rescore]
 
 Each cohort is made, quality-checked, split and trained through the `neuromask`
 command, as a user would (`synth`, `qc`, `split`, `train --split 0`; 120 subjects per
 class); its group masks too (`neuromask mask group ...`: the defaults, `--preset
 group-mu`, the same coarse mask with mu = 1 at 5 %, the defaults before the healthy
-reference, and `--preset voxel`, the voxel-level mask, all capped at 40 epochs), on the
-sessions of the
-first 24 AD subjects of split 0's training set. The baselines (occlusion with cubes of
+reference, `--preset group-sufficient`, the defaults grown to 4 and 8 % until the mask
+fools the CNN, and `--preset voxel`, the voxel-level mask, all capped at 40 epochs per
+area), on the sessions of the first 24 AD subjects of split 0's training set. The baselines (occlusion with cubes of
 24 mm, integrated gradients with 16 steps, AAL2 ROI ablation) run through the library on
 the first six correctly classified validation AD sessions, which also score every map:
 
 - localisation against the ground truth (`neuromask localize`'s scores; k = the number
-  of truly atrophied ROIs; voxel truth for the blob cohort);
+  of truly atrophied ROIs; voxel truth for the blob cohorts);
 - coherence (`neuromask.metrics.coherence`: share of the top 5 % of brain voxels in
   the 5 largest connected components);
-- deletion, insertion and ROAD areas (`neuromask.metrics.faithfulness`);
+- deletion, insertion and ROAD areas (`neuromask.metrics.faithfulness`), with mu = 1
+  and, for deletion and insertion, also with each session's healthy version max(X, H)
+  as the reference;
 - P(AD) of the masked validation sessions (masks only): with the mask's own fill, with
   mu = 1 and with healthy tissue (`neuromask.explain.reference`), and wall time.
 
 It also measures whether each CNN relies on the truth (`reliance`: P(AD) with the truth,
 or everything else, taken from a CN session), since only then can a map be scored
-against it. The cohorts use seeds 201 to 205. Seeds 101 to 105 were used to choose the
+against it. The cohorts use seeds 201 to 206. Seeds 101 to 105 were used to choose the
 defaults (`benchmarks/mask_levers.py`) and are not used here. Every step resumes: rerun
 the same command after an interruption. Prints one table per cohort, the reliance table
 and the mean ± SD over the cohorts, as Markdown, and writes OUT/suite.tsv.
@@ -62,6 +64,7 @@ COHORTS: dict[str, list[str]] = {
         "--atrophy-heterogeneity",
         "0.5",
     ],
+    "wide-blobs": ["--seed", "206", "--atrophy-blobs", "3", "--blob-radius-mm", "15"],
     "fine": [
         "--seed",
         "205",
@@ -80,11 +83,13 @@ COHORTS: dict[str, list[str]] = {
 MASKS: dict[str, tuple[str, dict[str, object]]] = {
     "group": ("group", {}),
     "group-mu": ("group-mu", {}),
+    "group-sufficient": ("group-sufficient", {}),
     "voxel": ("voxel", {}),
 }
 LABELS = {
     "group": "mask (group, default)",
     "group-mu": "mask (group-mu: mu = 1, 5 %)",
+    "group-sufficient": "mask (group-sufficient: 2, 4 or 8 %)",
     "voxel": "mask (voxel)",
 }
 BASELINES = ("occlusion", "integrated_gradients", "roi_ablation")
@@ -171,9 +176,13 @@ def reliance(trained, folder: Path, x, truth, atlas) -> dict[str, float]:
     }
 
 
-def score_cohort(name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS)) -> pd.DataFrame:
+def score_cohort(
+    name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS), rescore: bool = False
+) -> pd.DataFrame:
     """Every method's scores on one cohort (cached in its folder as scores.tsv; a mask
-    asked for or a baseline that the cache lacks is added to it)."""
+    asked for or a baseline that the cache lacks is added to it). ``rescore``: score
+    every map again (masks from their folders, baselines from their cached maps), as
+    after a change of the scores."""
     import torch
     from mask_levers import score_map  # benchmarks/: one way to score a map
 
@@ -188,7 +197,7 @@ def score_cohort(name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS)) 
     torch.set_num_threads(1)
     folder = root / name
     cached = folder / "scores.tsv"
-    done = pd.read_csv(cached, sep="\t") if cached.is_file() else None
+    done = pd.read_csv(cached, sep="\t") if cached.is_file() and not rescore else None
     have = set(done["method"]) if done is not None else set()
     complete = done is not None and {LABELS[label] for label in labels} | set(BASELINES) <= have
     if complete and (folder / "reliance.json").is_file():
@@ -214,7 +223,7 @@ def score_cohort(name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS)) 
     healthy = HealthyReference(trained.training_cn_sessions(), trained.device)
 
     def row(method: str, relevance: np.ndarray, seconds: float, p_ad: float) -> dict:
-        scores = score_map(relevance, trained.model, x, brain, atlas, truth)
+        scores = score_map(relevance, trained.model, x, brain, atlas, truth, healthy)
         return {"cohort": name, "method": method, **scores, "p_ad_masked": p_ad, "seconds": seconds}
 
     def fills(m: np.ndarray) -> dict[str, float]:
@@ -247,10 +256,13 @@ def score_cohort(name: str, root: Path, labels: tuple[str, ...] = tuple(MASKS)) 
     for method in BASELINES:
         if method in have:
             continue
-        tic = time.perf_counter()
-        maps = attribute(method, trained.model, x, atlas_labels=atlas.labels, window=window)
-        seconds = time.perf_counter() - tic
-        rows.append(row(method, maps.abs().mean(0)[0].numpy(), seconds, float("nan")))
+        cache, timing = folder / f"baseline_{method}.npy", folder / f"baseline_{method}.seconds"
+        if not cache.is_file():
+            tic = time.perf_counter()
+            maps = attribute(method, trained.model, x, atlas_labels=atlas.labels, window=window)
+            timing.write_text(f"{time.perf_counter() - tic:.1f}")
+            np.save(cache, maps.abs().mean(0)[0].numpy())
+        rows.append(row(method, np.load(cache), float(timing.read_text()), float("nan")))
     table = pd.concat([done, pd.DataFrame(rows)], ignore_index=True)
     for label in MASKS:  # masks scored before the fill columns existed
         at = table["method"] == LABELS[label]
@@ -269,6 +281,8 @@ COLUMNS = {
     "mass_accuracy": "mass",
     "coherence": "coherence",
     "insertion_auc": "insertion ↑",
+    "insertion_healthy_auc": "insertion from healthy ↑",
+    "deletion_healthy_auc": "deletion to healthy ↓",
     "road_auc": "ROAD ↓",
     "deletion_auc": "deletion ↓",
     "p_ad_masked": "masked P(AD)",
@@ -299,6 +313,9 @@ def main() -> None:
     parser.add_argument("--cohorts", default=",".join(COHORTS))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument(
+        "--rescore", action="store_true", help="score every cached map again (masks, baselines)"
+    )
+    parser.add_argument(
         "--masks",
         default=",".join(MASKS),
         help="masks to run: group, group-mu, voxel (done ones are kept)",
@@ -312,7 +329,13 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs) as pool:
         presets = tuple(p for p in args.masks.split(",") if p)
         tables = list(
-            pool.map(score_cohort, names, [args.out] * len(names), [presets] * len(names))
+            pool.map(
+                score_cohort,
+                names,
+                [args.out] * len(names),
+                [presets] * len(names),
+                [args.rescore] * len(names),
+            )
         )
     table = pd.concat(tables, ignore_index=True)
     table.to_csv(args.out / "suite.tsv", sep="\t", index=False)

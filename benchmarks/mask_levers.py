@@ -45,6 +45,9 @@ def parse_setting(text: str) -> tuple[str, dict[str, object]]:
     fields: dict[str, object] = {}
     for item in filter(None, body.split(",")):
         key, value = item.split("=")
+        if key == "larger_areas":  # larger_areas=0.04/0.08
+            fields[key] = tuple(float(a) for a in value.split("/") if a)
+            continue
         for cast in (int, float):
             try:
                 fields[key] = cast(value)
@@ -56,11 +59,26 @@ def parse_setting(text: str) -> tuple[str, dict[str, object]]:
     return name, fields
 
 
-def score_map(relevance, model, val, brain, atlas, truth) -> dict[str, float]:
-    """Every score of one relevance map (the levers' table and the localisation suite)."""
+def score_map(relevance, model, val, brain, atlas, truth, healthy=None) -> dict[str, float]:
+    """Every score of one relevance map (the levers' table and the localisation suite).
+
+    With ``healthy`` (a HealthyReference) the deletion and insertion curves are also
+    drawn with healthy tissue as the reference (image i with CN session i mod K):
+    insertion then starts from each image's healthy version, max(X, H), instead of a
+    brain of pure GM, which these CNNs call healthy whatever is put back."""
     s = truth.scores(relevance, atlas, k=len(truth.rois), kind="attribution")
     c = coherence(relevance, brain)
     curves = faithfulness_curves(model, val, relevance, brain, reference=1.0)
+    extra = {}
+    if healthy is not None:
+        start = healthy.paired(val, range(len(val)))
+        areas = faithfulness_curves(
+            model, val, relevance, brain, reference=start, road=False
+        ).areas()
+        extra = {
+            "insertion_healthy_auc": areas["insertion_auc"],
+            "deletion_healthy_auc": areas["deletion_auc"],
+        }
     return {
         "voxel_auc": s.voxel_auc,
         "precision_at_k": s.roi_precision_at_k,
@@ -69,6 +87,7 @@ def score_map(relevance, model, val, brain, atlas, truth) -> dict[str, float]:
         "coherence": c.coherence,
         "components": c.components,
         **curves.areas(),
+        **extra,
     }
 
 
@@ -113,6 +132,8 @@ def run_cohort(
             probabilities.append(float(np.mean(explainer.probabilities(val.images, 1, masks))))
             swept.append(masks[0, 0].numpy())
             epochs += len(result.history)
+            if result.areas_tried:
+                print(f"{name}: areas tried {result.areas_tried}", flush=True)
             if extremal and probabilities[-1] < 0.05:
                 break
         seconds = time.perf_counter() - tic
@@ -121,50 +142,95 @@ def run_cohort(
         if len(probabilities) > 1:
             tried = dict(zip((extremal or areas)[: len(probabilities)], probabilities, strict=True))
             print(f"{name}: masked P(AD) per area {tried}", flush=True)
-        shared = torch.from_numpy(np.ascontiguousarray(m)).reshape(1, 1, *m.shape)
+        variants = [(name, m, p)]
+        if extremal and len(swept) > 1:
+            # the masks up to the sufficient one, averaged: a voxel ranks by the smallest
+            # area that deletes it (Fong et al. 2019 sum theirs)
+            variants.append((f"{name}+nested", np.mean(swept, axis=0), p))
+        for name, m, p in variants:
+            np.save(cohort / f"lever_{name}.npy", m)  # rescored without training again
+            rows.append(
+                _mask_row(
+                    cohort.name,
+                    name,
+                    m,
+                    p,
+                    epochs,
+                    seconds,
+                    trained,
+                    val,
+                    x_val,
+                    brain,
+                    atlas,
+                    truth,
+                    healthy,
+                    print_header=not rows,
+                )
+            )
+    if baselines:
+        rows += _baseline_rows(cohort, trained, x_val, images, brain, atlas, truth, healthy)
+    return rows
+
+
+def _mask_row(
+    cohort,
+    name,
+    m,
+    p,
+    epochs,
+    seconds,
+    trained,
+    val,
+    x_val,
+    brain,
+    atlas,
+    truth,
+    healthy,
+    print_header,
+) -> dict:
+    shared = torch.from_numpy(np.ascontiguousarray(m)).reshape(1, 1, *m.shape)
+    row = {
+        "cohort": cohort,
+        "method": name,
+        **score_map(1 - m, trained.model, x_val, brain, atlas, truth, healthy),
+        "p_ad_masked": p,
+        # the same mask, its deleted voxels filled with mu = 1 and with healthy tissue
+        # (max(X, H), validation image i with CN session i mod K): a mask that shows
+        # what the CNN uses should fool it in both
+        "p_ad_mu": float(np.mean(class_probabilities(trained.model, val.images, shared, target=1))),
+        "p_ad_healthy": float(
+            np.mean(class_probabilities(trained.model, val.images, shared, target=1, mu=healthy))
+        ),
+        "deleted": float((m < 0.5).mean()),
+        "epochs": epochs,
+        "seconds": seconds,
+    }
+    print(pd.DataFrame([row]).round(3).to_string(index=False, header=print_header), flush=True)
+    return row
+
+
+def _baseline_rows(cohort, trained, x_val, images, brain, atlas, truth, healthy) -> list[dict]:
+    rows = []
+    for method in BASELINES:
+        cache = cohort / f"baseline_{method}_{images}.npy"
+        tic = time.perf_counter()
+        if cache.is_file():
+            relevance = np.load(cache)
+            seconds = float("nan")
+        else:
+            maps = attribute(method, trained.model, x_val, atlas_labels=atlas.labels, window=8)
+            relevance = maps.abs().mean(0)[0].numpy()
+            seconds = time.perf_counter() - tic
+            np.save(cache, relevance)
         row = {
             "cohort": cohort.name,
-            "method": name,
-            **score_map(1 - m, trained.model, x_val, brain, atlas, truth),
-            "p_ad_masked": p,
-            # the same mask, its deleted voxels filled with mu = 1 and with healthy tissue
-            # (max(X, H), validation image i with CN session i mod K): a mask that shows
-            # what the CNN uses should fool it in both
-            "p_ad_mu": float(
-                np.mean(class_probabilities(trained.model, val.images, shared, target=1))
-            ),
-            "p_ad_healthy": float(
-                np.mean(
-                    class_probabilities(trained.model, val.images, shared, target=1, mu=healthy)
-                )
-            ),
-            "deleted": float((m < 0.5).mean()),
-            "epochs": epochs,
+            "method": method,
+            **score_map(relevance, trained.model, x_val, brain, atlas, truth, healthy),
+            "p_ad_masked": float("nan"),
             "seconds": seconds,
         }
-        print(pd.DataFrame([row]).round(3).to_string(index=False, header=not rows), flush=True)
+        print(pd.DataFrame([row]).round(3).to_string(index=False, header=False), flush=True)
         rows.append(row)
-    if baselines:
-        for method in BASELINES:
-            cache = cohort / f"baseline_{method}_{images}.npy"
-            tic = time.perf_counter()
-            if cache.is_file():
-                relevance = np.load(cache)
-                seconds = float("nan")
-            else:
-                maps = attribute(method, trained.model, x_val, atlas_labels=atlas.labels, window=8)
-                relevance = maps.abs().mean(0)[0].numpy()
-                seconds = time.perf_counter() - tic
-                np.save(cache, relevance)
-            row = {
-                "cohort": cohort.name,
-                "method": method,
-                **score_map(relevance, trained.model, x_val, brain, atlas, truth),
-                "p_ad_masked": float("nan"),
-                "seconds": seconds,
-            }
-            print(pd.DataFrame([row]).round(3).to_string(index=False, header=False), flush=True)
-            rows.append(row)
     return rows
 
 
