@@ -142,6 +142,8 @@ def run_cohort(
         if len(probabilities) > 1:
             tried = dict(zip((extremal or areas)[: len(probabilities)], probabilities, strict=True))
             print(f"{name}: masked P(AD) per area {tried}", flush=True)
+        ctx = {"trained": trained, "val": val, "x_val": x_val, "healthy": healthy}
+        ctx.update(brain=brain, atlas=atlas, truth=truth)
         variants = [(name, m, p)]
         if extremal and len(swept) > 1:
             # the masks up to the sufficient one, averaged: a voxel ranks by the smallest
@@ -149,45 +151,16 @@ def run_cohort(
             variants.append((f"{name}+nested", np.mean(swept, axis=0), p))
         for name, m, p in variants:
             np.save(cohort / f"lever_{name}.npy", m)  # rescored without training again
-            rows.append(
-                _mask_row(
-                    cohort.name,
-                    name,
-                    m,
-                    p,
-                    epochs,
-                    seconds,
-                    trained,
-                    val,
-                    x_val,
-                    brain,
-                    atlas,
-                    truth,
-                    healthy,
-                    print_header=not rows,
-                )
-            )
+            rows.append(_mask_row(cohort.name, name, m, p, epochs, seconds, ctx, not rows))
     if baselines:
         rows += _baseline_rows(cohort, trained, x_val, images, brain, atlas, truth, healthy)
     return rows
 
 
-def _mask_row(
-    cohort,
-    name,
-    m,
-    p,
-    epochs,
-    seconds,
-    trained,
-    val,
-    x_val,
-    brain,
-    atlas,
-    truth,
-    healthy,
-    print_header,
-) -> dict:
+def _mask_row(cohort, name, m, p, epochs, seconds, ctx, print_header) -> dict:
+    """Every score of one mask (``ctx``: the cohort's model, images, atlas and truth)."""
+    trained, val, x_val, healthy = ctx["trained"], ctx["val"], ctx["x_val"], ctx["healthy"]
+    brain, atlas, truth = ctx["brain"], ctx["atlas"], ctx["truth"]
     shared = torch.from_numpy(np.ascontiguousarray(m)).reshape(1, 1, *m.shape)
     row = {
         "cohort": cohort,

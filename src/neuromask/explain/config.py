@@ -41,10 +41,11 @@ class MaskConfig:
     the voxel-level mask (preset ``voxel``) fooled the CNN with scattered voxels
     (coherence 0.23-0.39) while the area-constrained masks deleted regions (coherence
     0.9-1.0), and the healthy reference at 2 % beat mu = 1 at 5 % on ROI precision, mass,
-    coherence and insertion (round 4). On the localisation suite's four cohorts, which
+    coherence and insertion (round 4). On the localisation suite's five cohorts, which
     nothing was tuned on, it beat the mu = 1 mask at 5 % (the defaults before) on voxel
-    AUC (0.86 against 0.83), ROI precision (0.68 against 0.47), mass (0.45 against 0.27)
-    and coherence, with the same insertion area (README).
+    AUC (0.865 against 0.836), ROI precision (0.65 against 0.47), mass (0.45 against
+    0.27), coherence, and insertion from the healthy version (0.91 against 0.81, the
+    best of every method; README).
 
     ``larger_areas`` (preset ``group-sufficient``: 0.04 and 0.08) grows the area: if the
     mask at ``area`` leaves the mean masked validation P(target) at ``fooled_below`` or

@@ -106,6 +106,7 @@ class GridConfig:
             for value in getattr(self, name):
                 fields: dict[str, Any] = {
                     "area": 0.0,
+                    "larger_areas": (),
                     "upsample": 1,
                     "reference": "constant",
                     **fixed,
