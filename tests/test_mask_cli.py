@@ -326,3 +326,26 @@ def test_group_mask_with_the_healthy_reference(tiny_model, tiny_training, tmp_pa
     assert result["mask"]["reference"] == "healthy" and result["mask"]["area"] == 0.02
     assert nib.load(out / "mask.nii.gz").shape == clinica_grid(6.0).shape
     assert not (out / "reference.nii.gz").exists()  # the reference differs per image
+
+
+def test_group_mask_says_when_it_did_not_fool_the_cnn(monkeypatch, tmp_path):
+    """A mask that leaves the validation P(AD) at 0.5 or more is reported as such, with
+    the presets that perturb more."""
+    import neuromask.jobs.masks as jobs
+    from neuromask.jobs.masks import GroupMaskOutputs
+
+    def fake_job(model_dir, caps, tsv, out, config, **_):
+        out.mkdir(parents=True)
+        pd.DataFrame({"rank": [1], "roi": ["Hippocampus_L"], "density": [0.5]}).to_csv(
+            out / "top_rois.tsv", sep="\t", index=False
+        )
+        history = pd.DataFrame({"epoch": [0, 1]})
+        return GroupMaskOutputs(out, np.ones((2, 2, 2)), history, 5, 3, p_ad)
+
+    monkeypatch.setattr(jobs, "group_mask_job", fake_job)
+    for p_ad, warned in ((0.8, True), (0.1, False)):
+        out = tmp_path / f"p{p_ad}"
+        code, output = run("mask", "group", tmp_path, tmp_path, tmp_path / "t.tsv", out)
+        assert code == 0, output
+        assert ("did not fool the CNN" in output) is warned
+        assert ("--preset group-sufficient" in output) is warned

@@ -154,8 +154,9 @@ def group(
         console.print(
             f"[yellow]The mask did not fool the CNN (P(AD) {result.validation_p_ad:.2f} after "
             "masking). Where the CNN's score barely moves, the mask's shape comes from the "
-            "area and smoothness terms (a compact block), not from the CNN. More epochs, a "
-            "larger area (area = 0.05) or --preset group-mu (mu = 1) perturb it more.[/yellow]"
+            "area and smoothness terms (a compact block), not from the CNN. More epochs, "
+            "--preset group-sufficient (the area grows to 4 and 8 % until the mask fools the "
+            "CNN) or --preset group-mu (mu = 1) perturb it more.[/yellow]"
         )
 
 
