@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from neuromask.cli.display import console, print_table
 from neuromask.cli.options import top_option
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @click.command()
@@ -122,14 +126,13 @@ def localize(
         console.print(f"Scores written to {out}")
 
 
-def _faithfulness(model_dir: Path, relevance: object, images: int) -> dict[str, object]:
+def _faithfulness(model_dir: Path, relevance: np.ndarray, images: int) -> dict[str, object]:
     """Print and return the map's faithfulness areas on the CNN of ``model_dir``."""
-    import numpy as np
     import pandas as pd
 
     from neuromask.jobs.faithfulness import map_faithfulness
 
-    measured = map_faithfulness(model_dir, np.asarray(relevance), images=images)
+    measured = map_faithfulness(model_dir, relevance, images=images)
     print_table(
         pd.DataFrame([{"curve": key, "area": v} for key, v in measured.areas.items()]),
         title=f"Faithfulness to {model_dir} ({len(measured.sessions)} AD sessions; "

@@ -90,8 +90,8 @@ def _add_group_inputs(f, default_preset: str):
             "5 % with mu = 1 (the defaults before); group-sufficient: the defaults, grown to "
             "4 and then 8 % of the brain until the masked validation P(AD) falls below 0.05 "
             "(the smallest sufficient area; up to 3 times the cost); voxel: a voxel-level "
-            "mask under the size "
-            "term (lambda1 = lambda2 = 0.001, mu = 1, at most 150 epochs); paper: the "
+            "mask under the size term (lambda1 = lambda2 = 0.001, mu = 1, at most 150 "
+            "epochs); paper: the "
             "paper's method exactly (f = P(AD), lambda1 0.0001, lambda2 0.01, the mask over "
             "the whole image); small-cohort: the defaults with the paper's patience 25 and "
             "300 epochs for a smaller cohort.",

@@ -220,9 +220,10 @@ _SUFFICIENT: dict[str, Any] = {"larger_areas": (0.04, 0.08)}
 #: images that restores 2 % of the brain to healthy tissue, logit score, at most 40
 #: epochs). ``group-mu``: the same coarse mask deleting 5 % with mu = 1, the defaults
 #: before the healthy reference. ``group-sufficient``: the defaults, grown to 4 and
-#: then 8 % until the mask fools the CNN (masked P(AD) below 0.05). ``voxel``: the voxel-level mask (the paper's size term
-#: with lambda1 = lambda2 = 1e-3, mu = 1, logit, at most 150 epochs), the defaults
-#: before the localisation suite; see docs/mask_levers.md.
+#: then 8 % until the mask fools the CNN (masked P(AD) below 0.05). ``voxel``: the
+#: voxel-level mask (the paper's size term with lambda1 = lambda2 = 1e-3, mu = 1, logit,
+#: at most 150 epochs), the defaults before the localisation suite; see
+#: docs/mask_levers.md.
 #: ``paper``: the paper's group setting (lambda1 1e-4, lambda2 1e-2), the probability
 #: score, the mask over the whole image, pinned field by field so that it never moves
 #: with the defaults; ``paper-session``: its session form (the weights times 100,

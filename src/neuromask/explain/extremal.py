@@ -60,7 +60,7 @@ def optimise_growing_area(
     cfg = explainer.config
     judged = validation if validation is not None else x
     initial: torch.Tensor | None = None
-    tried: list[dict[str, float]] = []
+    tried: list[dict[str, float | int]] = []
     histories: list[pd.DataFrame] = []
     done_epochs = 0
     result: PerturbationResult | None = None
@@ -85,7 +85,7 @@ def optimise_growing_area(
         probability = float(np.mean(explainer.probabilities(judged, target, result.masks)))
         epochs = len(result.history)
         done_epochs += epochs
-        tried.append({"area": area, "p_masked": probability, "epochs": float(epochs)})
+        tried.append({"area": area, "p_masked": probability, "epochs": epochs})
         histories.append(result.history.assign(area=area))
         if probability < cfg.fooled_below:
             break

@@ -65,7 +65,7 @@ class PerturbationResult:
     mask_variables: torch.Tensor | None = None
     #: Group mode with ``config.larger_areas``: each area tried, its mean masked
     #: P(target) and its epochs (:mod:`neuromask.explain.extremal`).
-    areas_tried: list[dict[str, float]] = field(default_factory=list)
+    areas_tried: list[dict[str, float | int]] = field(default_factory=list)
 
     def settings(self) -> dict[str, Any]:
         from neuromask.config import to_mapping

@@ -18,8 +18,44 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from neuromask.errors import ParameterError
+
+
+def healthy_versions(sessions: np.ndarray, images: torch.Tensor) -> torch.Tensor:
+    """Each image's healthy version max(X, H) on the CPU: image i with CN session i mod
+    K, as :meth:`~neuromask.explain.reference.HealthyReference.paired` pairs them."""
+    from neuromask.explain.reference import HealthyReference
+
+    cpu = torch.device("cpu")
+    return HealthyReference(sessions, cpu).paired(images.to(cpu), range(len(images)))
+
+
+def faithfulness_areas(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    relevance: np.ndarray,
+    brain: np.ndarray,
+    *,
+    mu: float = 1.0,
+    healthy_start: torch.Tensor | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """``deletion_auc``, ``insertion_auc`` and ``road_auc`` of one map with ``mu`` as the
+    reference and, given the images' healthy versions (:func:`healthy_versions`),
+    ``healthy_deletion_auc`` and ``healthy_insertion_auc`` with them as the reference
+    (`neuromask sanity`'s columns)."""
+    from neuromask.metrics.faithfulness import faithfulness_curves
+
+    areas = faithfulness_curves(model, images, relevance, brain, reference=mu, seed=seed).areas()
+    if healthy_start is not None:
+        healthy = faithfulness_curves(
+            model, images, relevance, brain, reference=healthy_start, seed=seed, road=False
+        ).areas()
+        areas["healthy_deletion_auc"] = healthy["deletion_auc"]
+        areas["healthy_insertion_auc"] = healthy["insertion_auc"]
+    return areas
 
 
 @dataclass(frozen=True)
@@ -42,9 +78,7 @@ def map_faithfulness(
 ) -> MapFaithfulness:
     """The faithfulness areas of ``relevance`` (on the model's grid) for the model of
     ``model_dir``, on the first ``images`` correctly classified validation AD sessions."""
-    from neuromask.explain.reference import HealthyReference
     from neuromask.jobs.trained_model import TrainedModel, brain_mask_of
-    from neuromask.metrics.faithfulness import faithfulness_curves
 
     if images < 1:
         raise ParameterError(f"--images must be at least 1, got {images}")
@@ -55,22 +89,16 @@ def map_faithfulness(
         raise ParameterError(
             f"the map's grid {tuple(np.shape(relevance))} is not the model's input grid {grid}"
         )
-    brain = brain_mask_of(inputs.data.images)
     x = inputs.images[:images]
-    healthy = HealthyReference(
-        trained.training_cn_sessions(seed, cache_dir=cache_dir), trained.device
-    )
-    areas: dict[str, float] = {}
-    for name, reference, road in (
-        ("mu", 1.0, True),
-        ("healthy", healthy.paired(x, range(len(x))).cpu(), False),
-    ):
-        curves = faithfulness_curves(
-            trained.model, x, relevance, brain, reference=reference, seed=seed, road=road
-        )
-        for key, value in curves.areas().items():
-            if not np.isnan(value):
-                areas[key if key == "road_auc" else f"{name}_{key}"] = value
+    start = healthy_versions(trained.training_cn_sessions(seed, cache_dir=cache_dir), x)
+    measured = faithfulness_areas(
+        trained.model, x, relevance, brain_mask_of(inputs.data.images), healthy_start=start,
+        seed=seed,
+    )  # fmt: skip
+    # mu's deletion and insertion are named for their reference here
+    areas = {
+        f"mu_{k}" if k in ("deletion_auc", "insertion_auc") else k: v for k, v in measured.items()
+    }
     sessions = inputs.sessions.iloc[: len(x)]
     pairs = zip(sessions["participant_id"], sessions["session_id"], strict=True)
     labels = [f"{p} {s}" for p, s in pairs]

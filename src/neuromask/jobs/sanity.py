@@ -65,7 +65,6 @@ from neuromask.jobs.sanity_maps import (  # noqa: F401  (old import paths)
 )
 from neuromask.jobs.sanity_tables import ModelSpec, cascade_table, explainer_table
 from neuromask.jobs.trained_model import MaskInputs, TrainedModel, brain_mask_of
-from neuromask.metrics.faithfulness import faithfulness_curves
 from neuromask.metrics.localization import GroundTruth, read_ground_truth
 from neuromask.metrics.similarity import (  # noqa: F401  (old import path)
     cosine,
@@ -203,31 +202,21 @@ def _faithfulness(
     mu = 1 as the reference and, when the CN training sessions are loaded, also with
     each image's healthy version max(X, H) (``healthy_deletion_auc``,
     ``healthy_insertion_auc``; image i with CN session i mod K)."""
-    from neuromask.explain.reference import HealthyReference
+    from neuromask.jobs.faithfulness import faithfulness_areas, healthy_versions
 
-    start = None
-    if ctx.healthy is not None:
-        images = ctx.images.to(ctx.torch_device)
-        start = HealthyReference(ctx.healthy, ctx.torch_device).paired(images, range(len(images)))
-    areas: dict[str, dict[str, float]] = {}
-    for method in ctx.config.methods:
-        relevance = explained["trained", method].group
-        areas[method] = faithfulness_curves(
+    start = None if ctx.healthy is None else healthy_versions(ctx.healthy, ctx.images)
+    return {
+        method: faithfulness_areas(
             ctx.model,
             ctx.images,
-            relevance,
+            explained["trained", method].group,
             ctx.brain,
-            reference=mask_preset("group").mu,
+            mu=mask_preset("group").mu,
+            healthy_start=start,
             seed=ctx.config.seed,
-        ).areas()
-        if start is not None:
-            healthy = faithfulness_curves(
-                ctx.model, ctx.images, relevance, ctx.brain, reference=start.cpu(), road=False,
-                seed=ctx.config.seed,
-            ).areas()  # fmt: skip
-            areas[method]["healthy_deletion_auc"] = healthy["deletion_auc"]
-            areas[method]["healthy_insertion_auc"] = healthy["insertion_auc"]
-    return areas
+        )
+        for method in ctx.config.methods
+    }
 
 
 def _truth_settings(ground_truth: GroundTruth | None) -> dict[str, Any]:

@@ -185,13 +185,13 @@ def faithfulness_curves(
     for fraction in q:
         top = np.zeros(base[0, 0].size, dtype=bool)
         top[order[: int(round(fraction * order.size))]] = True
+        not_inserted = brain_flat & ~top
         deleted, inserted, imputed = base.copy(), base.copy(), base.copy()
         for i in range(base.shape[0]):
             flat_del, flat_ins = deleted[i, 0].reshape(-1), inserted[i, 0].reshape(-1)
             flat_fill = fill[i, 0].reshape(-1)
             flat_del[top] = flat_fill[top]
-            outside_top = brain_flat & ~top
-            flat_ins[outside_top] = flat_fill[outside_top]
+            flat_ins[not_inserted] = flat_fill[not_inserted]
             if road:
                 imputed[i, 0] = neighbour_imputation(
                     base[i, 0], top.reshape(grid), noise=road_noise, rng=rng
