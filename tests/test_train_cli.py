@@ -105,7 +105,7 @@ def test_bad_config_split_and_model(trained, tiny_training, tmp_path):
     code, output = run("train", t["caps"], t["split"], tmp_path / "o", "--split", 7)
     assert code == 1 and "lacks split-7/train.tsv" in output
     code, output = run("train", t["caps"], tmp_path, tmp_path / "o")
-    assert code == 1 and "lacks train_val.tsv" in output
+    assert code == 1 and "holds neither train_val.tsv" in output
     old = tmp_path / "old_model"
     old.mkdir()
     record = json.loads((trained / "split-0" / "run-0" / "config.json").read_text())

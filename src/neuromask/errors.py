@@ -54,3 +54,17 @@ def missing_file(path: object, what: str) -> MissingFileError:
     if Path(str(path)).is_dir():
         return MissingFileError(f"{what} {path} is a folder, not a file.")
     return MissingFileError(f"{what} {path} does not exist.")
+
+
+def shown(value: object) -> str:
+    """``value`` as an error message shows it: the repr of the plain Python value, never
+    a numpy or torch wrapper (``np.int64(0)``, ``tensor(0.5)``).
+
+    >>> import numpy as np
+    >>> shown(np.int64(0)), shown(np.float64(-5.0)), shown("abc")
+    ('0', '-5.0', "'abc'")
+    """
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", 1) == 0:
+        value = item()
+    return repr(value)

@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from neuromask.cli.display import console, print_table
-from neuromask.cli.options import cache_dir_option, device_option, quiet_option, top_option
+from neuromask.cli.options import (
+    cache_dir_option,
+    device_option,
+    maps_options,
+    quiet_option,
+    top_option,
+)
 
 
 @click.command()
@@ -45,6 +51,7 @@ from neuromask.cli.options import cache_dir_option, device_option, quiet_option,
 @device_option(help="Where to run CNNs.")
 @cache_dir_option(help="Keep the loaded images in this folder (.npy) for the next run.")
 @quiet_option(help="No progress bars.")
+@maps_options("model_dirs")
 def compare(
     masks: tuple[Path, ...],
     out: Path,

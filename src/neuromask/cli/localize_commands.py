@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from neuromask.cli.display import console, print_table
-from neuromask.cli.options import top_option
+from neuromask.cli.options import maps_options, top_option
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     "model_dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="A trained model folder (split-K/run-R): also measure the map's deletion, "
+    help="A trained model folder (split-K/run-R, or a ClinicaDL MAPS): also measure the map's deletion, "
     "insertion and ROAD curves on this CNN, with mu = 1 and with healthy tissue as the "
     "reference.",
 )
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     default=None,
     help="Also write the scores as JSON.",
 )
+@maps_options()
 def localize(
     map_path: Path,
     truth: Path,

@@ -12,6 +12,7 @@ from neuromask.cli.display import console, print_table
 from neuromask.cli.options import (
     cache_dir_option,
     device_option,
+    maps_options,
     overwrite_option,
     quiet_option,
 )
@@ -105,6 +106,7 @@ def _add_group_inputs(f, default_preset: str):
 @mask.command("group")
 @_group_inputs()
 @_common
+@maps_options()
 def group(
     model_dir: Path,
     caps: Path,
@@ -171,6 +173,7 @@ def group(
     "Q3 + this many IQR (3: Tukey's far-out values).",
 )
 @_common
+@maps_options()
 def group_qc(
     model_dir: Path,
     caps: Path,
@@ -240,6 +243,7 @@ def group_qc(
     "paper-session: the paper's method exactly, its group weights times 100.",
 )
 @_common
+@maps_options()
 def session(
     model_dir: Path,
     caps: Path,

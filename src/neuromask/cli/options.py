@@ -63,3 +63,44 @@ def option_names(message: str, fields: Iterable[str]) -> str:
     for field in sorted(fields, key=len, reverse=True):
         message = re.sub(rf"(?<![-\w]){field}\b", "--" + field.replace("_", "-"), message, count=1)
     return message
+
+
+def maps_options(argument: str = "model_dir") -> Decorator:
+    """``--split`` and ``--selection-metric``, which choose one model of a ClinicaDL MAPS
+    given where a command takes a model folder: the command receives ``argument`` (a
+    folder, or a tuple of folders) as the folder of that one model
+    (``MAPS/split-<k>/best-<metric>``), and never sees the two options."""
+    import functools
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def wrapped(*args: Any, split: int | None, selection_metric: str | None, **kwargs: Any):
+            from neuromask.train.model_folder import model_folder
+
+            value = kwargs[argument]
+            if isinstance(value, tuple):
+                kwargs[argument] = tuple(model_folder(v, split, selection_metric) for v in value)
+            elif value is not None:
+                kwargs[argument] = model_folder(value, split, selection_metric)
+            return command(*args, **kwargs)
+
+        options = [
+            click.option(
+                "--split",
+                type=click.IntRange(min=0),
+                default=None,
+                help="With a ClinicaDL MAPS: the split whose model to use (needed when the "
+                "MAPS holds several).",
+            ),
+            click.option(
+                "--selection-metric",
+                default=None,
+                help="With a ClinicaDL MAPS: the model selected on this metric "
+                "(split-<k>/best-<metric>), e.g. loss or balanced_accuracy. Default: loss.",
+            ),
+        ]
+        for option in reversed(options):
+            wrapped = option(wrapped)
+        return wrapped
+
+    return decorate

@@ -11,6 +11,7 @@ from neuromask.cli.display import console, print_table
 from neuromask.cli.options import (
     cache_dir_option,
     device_option,
+    maps_options,
     overwrite_option,
     quiet_option,
     top_option,
@@ -19,6 +20,21 @@ from neuromask.jobs.sanity_maps import SanityConfig
 
 #: The library's defaults, shown and used by the command.
 _SANITY = SanityConfig()
+
+
+def _shuffled_test(model_dir: Path, shuffled: bool) -> bool:
+    """--shuffled, left out by default for a ClinicaDL model (which neuromask cannot
+    retrain); asked for explicitly, the job refuses it."""
+    from neuromask.train.model_folder import is_maps_model
+
+    source = click.get_current_context().get_parameter_source("shuffled")
+    if shuffled and is_maps_model(model_dir) and source == click.core.ParameterSource.DEFAULT:
+        console.print(
+            "A ClinicaDL model: the shuffled-label test (which retrains the CNN with "
+            "neuromask's trainer) is left out; the layer randomisation test remains."
+        )
+        return False
+    return shuffled
 
 
 @click.command()
@@ -71,6 +87,7 @@ _SANITY = SanityConfig()
 @cache_dir_option(help="Keep the loaded images in this folder (.npy) for the next run.")
 @overwrite_option(help="Replace OUT if it holds other results.")
 @quiet_option(help="No progress output.")
+@maps_options()
 def sanity(
     model_dir: Path,
     out: Path,
@@ -113,7 +130,7 @@ def sanity(
         session_epochs=session_epochs,
         window=window,
         ig_steps=ig_steps,
-        shuffled=shuffled,
+        shuffled=_shuffled_test(model_dir, shuffled),
         shuffled_epochs=shuffled_epochs,
         seed=seed,
     )

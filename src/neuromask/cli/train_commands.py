@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 
 from neuromask.cli.display import console, print_table
-from neuromask.cli.options import cache_dir_option, device_option, overwrite_option, quiet_option
+from neuromask.cli.options import (
+    cache_dir_option,
+    device_option,
+    maps_options,
+    overwrite_option,
+    quiet_option,
+)
 
 _QUIET = quiet_option()
 _CACHE = cache_dir_option()
@@ -48,14 +54,20 @@ def train(
 ) -> None:
     """Train CNNs on every split of SPLIT_DIR; write OUT/split-<k>/run-<r>/.
 
-    Each run folder holds model.safetensors (best validation balanced accuracy),
+    SPLIT_DIR is what `neuromask split` writes, or what `clinicadl tsvtools kfold` (a
+    <N>_fold folder) or `clinicadl tsvtools split` (one split) writes; the layout found is
+    printed. Each run folder holds model.safetensors (best validation balanced accuracy),
     model_best_loss.safetensors, config.json, training.tsv and validation_predictions.tsv.
     Rerun the same command after an interruption to resume.
     """
+    from neuromask.io.layout import LAYOUT_FILES, SplitLayout
     from neuromask.train.config import load_train_config
     from neuromask.train.cross_validation import train_splits
 
     config = load_train_config(config_path)
+    if split_dir.is_dir() and SplitLayout(split_dir).splits():
+        kind = SplitLayout(split_dir).kind()
+        console.print(f"Split folder {split_dir}: {kind} layout ({LAYOUT_FILES[kind]}).")
     results = train_splits(
         caps,
         split_dir,
@@ -90,6 +102,7 @@ def train(
 @device_option(help="Where to run the CNN.")
 @_CACHE
 @_QUIET
+@maps_options()
 def evaluate(
     model_dir: Path,
     caps: Path,

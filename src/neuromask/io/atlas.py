@@ -132,31 +132,45 @@ def _load_aal2_cached(shape: tuple[int, int, int], affine_bytes: bytes) -> Atlas
 
 
 def load_atlas(nifti: str | os.PathLike[str], tsv: str | os.PathLike[str], grid: Grid) -> Atlas:
-    """A user atlas: a labelled NIfTI and a TSV with columns ``roi_value`` and ``roi_name``."""
+    """A user atlas: a labelled NIfTI and a TSV with columns ``roi_value`` and ``roi_name``
+    (Clinica's ``atlas-<name>_dseg.tsv`` files are read as they are: their ``0
+    Background`` row is skipped)."""
     nifti, tsv = Path(nifti), Path(tsv)
     load_volume(nifti)  # same checks as any image: exists, readable, 3D, finite
+    rois = read_atlas_table(tsv)
+    return _build(name=nifti.name, img=nib.load(nifti), rois=rois, grid=grid)  # type: ignore[arg-type]
+
+
+def read_atlas_table(tsv: Path) -> pd.DataFrame:
+    """``roi_value`` (positive integers, each once) and ``roi_name`` of an atlas TSV; a
+    row of value 0 (the background) is dropped."""
     if not tsv.is_file():
         raise missing_file(tsv, "Atlas table")
-    table = pd.read_csv(tsv, sep="\t")
+    table = pd.read_csv(tsv, sep="\t", dtype={"roi_value": str})
     missing = [c for c in ("roi_value", "roi_name") if c not in table.columns]
     if missing:
         raise TableError(f"Atlas table {tsv} lacks the column(s) {', '.join(missing)}.")
     values = pd.to_numeric(table["roi_value"], errors="coerce")
-    if values.isna().any() or (values <= 0).any() or (values % 1 != 0).any():
-        i = int(np.flatnonzero((values.isna() | (values <= 0) | (values % 1 != 0)).to_numpy())[0])
+    background = (values == 0).to_numpy()
+    bad = (values.isna() | (values < 0) | (values % 1 != 0)).to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
         raise TableError(
-            f"Atlas table {tsv}, line {i + 2}: roi_value {table['roi_value'].iloc[i]!r} "
-            "is not a positive integer."
+            f"Atlas table {tsv}, line {i + 2}: roi_value {table['roi_value'].iloc[i]} "
+            "is not a positive integer (0, the background, may appear once)."
         )
-    if values.duplicated().any():
-        i = int(np.flatnonzero(values.duplicated().to_numpy())[0])
+    kept = ~background
+    values, names = values[kept].astype(int), table["roi_name"][kept].astype(str)
+    if values.duplicated().any() or background.sum() > 1:
+        i = (
+            int(np.flatnonzero(background)[1])
+            if background.sum() > 1
+            else int(values.index[np.flatnonzero(values.duplicated().to_numpy())[0]])
+        )
         raise TableError(
-            f"Atlas table {tsv}, line {i + 2}: roi_value {int(values.iloc[i])} is repeated."
+            f"Atlas table {tsv}, line {i + 2}: roi_value {table['roi_value'].iloc[i]} is repeated."
         )
-    rois = pd.DataFrame(
-        {"roi_value": values.astype(int), "roi_name": table["roi_name"].astype(str)}
-    )
-    return _build(name=nifti.name, img=nib.load(nifti), rois=rois, grid=grid)  # type: ignore[arg-type]
+    return pd.DataFrame({"roi_value": values.to_numpy(), "roi_name": names.to_numpy()})
 
 
 def _build(name: str, img: nib.Nifti1Image, rois: pd.DataFrame, grid: Grid) -> Atlas:

@@ -34,6 +34,16 @@ QC_RECORD = "qc.json"
 SYNTH_RECORD = "ground_truth/synth.json"
 EVALUATION_RECORD = "metrics.json"
 _SPLIT = re.compile(r"split-(\d+)")
+#: The split-folder layouts :meth:`SplitLayout.kind` tells apart.
+NEUROMASK = "neuromask"
+CLINICADL_KFOLD = "ClinicaDL kfold"
+CLINICADL_SINGLE = "ClinicaDL split"
+#: What each layout holds, for messages.
+LAYOUT_FILES = {
+    NEUROMASK: "train_val.tsv, split-<k>/train.tsv and validation.tsv",
+    CLINICADL_KFOLD: "split-<k>/train.tsv and validation_baseline.tsv",
+    CLINICADL_SINGLE: "train.tsv and validation_baseline.tsv, one split",
+}
 _RUN = re.compile(r"run-(\d+)")
 
 
@@ -99,9 +109,41 @@ class SplitLayout:
         return self.fold_tsv(split, "validation")
 
     def splits(self) -> list[int]:
-        """The ``k`` of every ``split-<k>`` folder present, in order."""
+        """The ``k`` of every ``split-<k>`` folder present, in order (``[0]`` for the single
+        split of ``clinicadl tsvtools split``)."""
         found = (split_number(child.name) for child in self.root.glob("split-*") if child.is_dir())
-        return sorted(k for k in found if k is not None)
+        ks = sorted(k for k in found if k is not None)
+        return ks or ([0] if self.kind() == CLINICADL_SINGLE else [])
+
+    # ---- reading: neuromask's layout or ClinicaDL's
+    def kind(self) -> str:
+        """Which layout the folder holds, for reading: :data:`NEUROMASK` (``neuromask split``:
+        ``train_val.tsv`` and ``split-<k>/``), :data:`CLINICADL_KFOLD` (``clinicadl tsvtools
+        kfold``: ``split-<k>/`` without ``train_val.tsv``) or :data:`CLINICADL_SINGLE`
+        (``clinicadl tsvtools split``: ``train.tsv`` at the top, read as split 0)."""
+        folds = any(self.root.glob("split-*"))
+        if self.train_val_tsv.is_file() or not (folds or (self.root / "train.tsv").is_file()):
+            return NEUROMASK
+        return CLINICADL_KFOLD if folds else CLINICADL_SINGLE
+
+    def find_tsv(self, split: int, part: str) -> Path:
+        """The table of ``part`` (``train`` or ``validation``) of split ``split`` as this
+        folder holds it: ``<part>.tsv``, else ClinicaDL's ``<part>_baseline.tsv`` (what
+        ClinicaDL validates on unless trained with ``--valid_longitudinal``)."""
+        folder = self.root if self.kind() == CLINICADL_SINGLE else self.fold_dir(split)
+        plain = folder / f"{part}.tsv"
+        baseline = folder / f"{part}_baseline.tsv"
+        return baseline if not plain.is_file() and baseline.is_file() else plain
+
+    def find_test_tsv(self) -> Path:
+        """The test table: ``test.tsv``; in ClinicaDL's layouts ``test_baseline.tsv`` here
+        or, for a ``<N>_fold`` folder made inside a ``split`` folder, one level up."""
+        if self.kind() == NEUROMASK or self.test_tsv.is_file():
+            return self.test_tsv
+        for folder in (self.root, self.root.parent):
+            if (folder / "test_baseline.tsv").is_file():
+                return folder / "test_baseline.tsv"
+        return self.test_tsv
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from neuromask.errors import NeuromaskWarning, TableError, missing_file
+from neuromask.errors import NeuromaskWarning, TableError, missing_file, shown
 from neuromask.io.atomic import atomic_path
 
 ID_COLUMNS = ("participant_id", "session_id")
@@ -70,13 +70,13 @@ def validate_participants(
     for i, value in df["participant_id"].items():
         if not _PARTICIPANT_RE.match(value):
             raise TableError(
-                f"TSV file {source}, line {line(i)}: participant_id {value!r} is not a BIDS "
+                f"TSV file {source}, line {line(i)}: participant_id {shown(value)} is not a BIDS "
                 "label (expected 'sub-' followed by letters and digits only)."
             )
     for i, value in df["session_id"].items():
         if not _SESSION_RE.match(value):
             raise TableError(
-                f"TSV file {source}, line {line(i)}: session_id {value!r} is not a BIDS "
+                f"TSV file {source}, line {line(i)}: session_id {shown(value)} is not a BIDS "
                 "label (expected 'ses-' followed by letters and digits only)."
             )
     duplicated = df.duplicated(subset=list(ID_COLUMNS), keep="first")
@@ -97,14 +97,14 @@ def validate_participants(
         for i, value in df["diagnosis"].items():
             if value not in DIAGNOSES:
                 raise TableError(
-                    f"TSV file {source}, line {line(i)}: unknown diagnosis {value!r} "
+                    f"TSV file {source}, line {line(i)}: unknown diagnosis {shown(value)} "
                     f"(expected one of {', '.join(DIAGNOSES)})."
                 )
     if "sex" in df.columns:
         for i, value in df["sex"].items():
             if value not in SEXES:
                 raise TableError(
-                    f"TSV file {source}, line {line(i)}: unknown sex {value!r} "
+                    f"TSV file {source}, line {line(i)}: unknown sex {shown(value)} "
                     f"(expected one of {', '.join(SEXES)})."
                 )
     if "age" in df.columns:
@@ -113,7 +113,7 @@ def validate_participants(
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise TableError(
-                f"TSV file {source}, line {line(i)}: age {df['age'].iloc[i]!r} is not a "
+                f"TSV file {source}, line {line(i)}: age {shown(df['age'].iloc[i])} is not a "
                 "non-negative number."
             )
         df["age"] = ages.astype(float)

@@ -139,7 +139,7 @@ def group_mask_job(
     """
     config = config or mask_preset("group")
     out = Path(out)
-    trained = TrainedModel.open(model_dir, device)
+    trained = TrainedModel.open(model_dir, device, caps=caps)
     if validation_tsv is None:
         validation_tsv = trained.validation_tsv()
     extra = {"validation_tsv": record_path(validation_tsv, out) if validation_tsv else None}
@@ -290,7 +290,7 @@ def session_mask_job(
     already written are skipped, so an interrupted job resumes."""
     config = config or mask_preset("session")
     out = Path(out)
-    trained = TrainedModel.open(model_dir, device)
+    trained = TrainedModel.open(model_dir, device, caps=caps)
     claim = functools.partial(
         claim_mask_job, "session", model_dir, caps, tsv, out, config, overwrite
     )

@@ -258,6 +258,17 @@ def _images_to_explain(
     return inputs, n
 
 
+def _open_model(model_dir: Path, device: str, config: SanityConfig) -> TrainedModel:
+    trained = TrainedModel.open(model_dir, device)
+    if config.shuffled and trained.is_maps:
+        raise ParameterError(
+            f"{model_dir} is a ClinicaDL model: the shuffled-label test retrains a CNN with "
+            "neuromask's trainer, which builds neuromask's architectures only; run without "
+            "--shuffled."
+        )
+    return trained
+
+
 def _cnns(layers: list[str], shuffled: bool) -> list[ModelSpec]:
     """The trained CNN, its copies randomised from the top down, the shuffled-label CNN."""
     models: list[ModelSpec] = [("trained", "none", 0)]
@@ -300,7 +311,7 @@ def run_sanity(
         claim_job_dir, out, job, overwrite, "sanity_job.json", inputs=[model_dir, truth]
     )
     claim(dry_run=True)  # a refusal comes before any work
-    trained = TrainedModel.open(model_dir, device)
+    trained = _open_model(model_dir, device, config)
     inputs, n = _images_to_explain(trained, config, cache_dir, progress)
     grid = inputs.data.grid
     ground_truth = read_ground_truth(truth, grid) if truth is not None else None

@@ -24,11 +24,14 @@ from neuromask.errors import NeuromaskError
 from neuromask.io.participants import read_participants
 from neuromask.models.inference import class_probabilities, freeze
 from neuromask.train.model_folder import (  # noqa: F401  (training_data: old import path)
+    load_model,
     load_trained_model,
     model_grid,
     recorded_validation_tsv,
+    require_model_grid,
     training_data,
     training_paths,
+    training_tables,
 )
 from neuromask.train.tensors import image_tensor, normalize_images, resolve_device
 
@@ -71,7 +74,7 @@ def _sessions_of(
     model's grid) and those maps normalised as the model's inputs are; ``if_none`` ends
     the error raised when there is none. ``keep``: the rows (positions) of those
     sessions to load, when not all."""
-    sessions = read_participants(tsv)
+    sessions = read_participants(tsv, required=("diagnosis",))
     chosen = sessions[sessions["diagnosis"] == diagnosis].reset_index(drop=True)
     if chosen.empty:
         raise NoSessionToMaskError(f"{tsv} {if_none}")
@@ -84,9 +87,7 @@ def _sessions_of(
         cache_dir=cache_dir,
         progress=progress,
     )
-    grid = model_grid(record)
-    if grid is not None:
-        grid.require_match(data.grid, what=f"The data of {tsv}", reference="the model's grid")
+    require_model_grid(record, data.grid, what=f"The images of {tsv}")
     normalised = normalize_images(np.asarray(data.images), record["train"]["normalization"])
     return chosen, data, normalised
 
@@ -154,29 +155,48 @@ def cn_reference(
 
 @dataclass
 class TrainedModel:
-    """A run folder's CNN (frozen, on its device) and its record (``config.json``)."""
+    """A trained CNN (frozen, on its device) and its record: a neuromask run folder's
+    ``config.json``, or what :func:`~neuromask.models.maps.load_maps_model` reads of a
+    ClinicaDL MAPS. ``caps``: the CAPS folder a command was given, which stands in for a
+    MAPS's recorded one when that is not on this machine."""
 
     folder: Path
     model: torch.nn.Module
     record: dict[str, Any]
+    caps: Path | None = None
 
     @classmethod
-    def open(cls, model_dir: str | os.PathLike[str], device: str = "auto") -> TrainedModel:
-        model, record = load_trained_model(model_dir)
-        return cls(Path(model_dir), freeze(model, resolve_device(device)), record)
+    def open(
+        cls,
+        model_dir: str | os.PathLike[str],
+        device: str = "auto",
+        caps: str | os.PathLike[str] | None = None,
+    ) -> TrainedModel:
+        model, record = load_model(model_dir)
+        trained = cls(Path(model_dir), freeze(model, resolve_device(device)), record)
+        trained.caps = Path(caps) if caps is not None else None
+        return trained
+
+    @property
+    def is_maps(self) -> bool:
+        return self.record.get("source") == "clinicadl"
+
+    def training_tables(self) -> tuple[Path, Path]:
+        """The CAPS folder and the training table of the split the model was trained on."""
+        return training_tables(self.record, self.folder, self.caps)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def training_paths(self) -> tuple[Path, Path, int]:
-        """The CAPS folder, split folder and split the model was trained on."""
+        """The CAPS folder, split folder and split a neuromask model was trained on."""
         return training_paths(self.record, self.folder)
 
     def validation_tsv(self) -> Path | None:
         """Its split's validation table, when the record names the split folder; an error
         when that table is gone or changed since the training."""
-        if "split_dir" not in self.record or "split" not in self.record:
+        if not self.is_maps and ("split_dir" not in self.record or "split" not in self.record):
             return None
         return recorded_validation_tsv(self.record, self.folder)
 
@@ -198,10 +218,7 @@ class TrainedModel:
     ) -> np.ndarray:
         """:func:`cn_reference` of the CN sessions this model was trained on (its split's
         training table)."""
-        from neuromask.io.layout import SplitLayout
-
-        caps, split_dir, split = self.training_paths()
-        tsv = SplitLayout(split_dir).fold_tsv(split, "train")
+        caps, tsv = self.training_tables()
         return cn_reference(self, caps, tsv, cache_dir=cache_dir, progress=progress)
 
     def training_cn_sessions(
@@ -216,10 +233,8 @@ class TrainedModel:
         :data:`~neuromask.explain.reference.MAX_HEALTHY_SESSIONS` (drawn with ``seed``):
         what deleted voxels are restored to with mask setting ``reference = "healthy"``."""
         from neuromask.explain.reference import healthy_subset
-        from neuromask.io.layout import SplitLayout
 
-        caps, split_dir, split = self.training_paths()
-        tsv = SplitLayout(split_dir).fold_tsv(split, "train")
+        caps, tsv = self.training_tables()
         _, _, images = _sessions_of(
             self.record,
             caps,
@@ -237,7 +252,7 @@ class TrainedModel:
     ) -> tuple[MaskInputs, Path]:
         """The correctly classified AD sessions of its split's validation set, and that
         table."""
-        caps, _, _ = self.training_paths()
+        caps, _ = self.training_tables()
         tsv = recorded_validation_tsv(self.record, self.folder)
         return self.ad_sessions(caps, tsv, cache_dir=cache_dir, progress=progress), tsv
 

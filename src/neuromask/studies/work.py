@@ -115,7 +115,7 @@ def evaluate(ws: Workspace, spec: dict[str, Any]) -> None:
     if (model / name / "metrics.json").is_file():
         return
     if name == "test":
-        caps, tsv = ws.caps, SplitLayout(ws.split_dir).test_tsv
+        caps, tsv = ws.caps, SplitLayout(ws.split_dir).find_test_tsv()
     else:
         caps, tsv = ws.independent_baseline()
     evaluate_model(
@@ -140,7 +140,7 @@ def group_mask(ws: Workspace, spec: dict[str, Any]) -> None:
         return
     splits = SplitLayout(ws.split_dir)
     if cohort == "adni":
-        caps, tsv = ws.caps, splits.train_tsv(split)
+        caps, tsv = ws.caps, splits.find_tsv(split, "train")
     else:
         caps, tsv = ws.independent_baseline()
     # Early stopping watches the model's own validation set (ADNI-like) in both cases.
@@ -150,7 +150,7 @@ def group_mask(ws: Workspace, spec: dict[str, Any]) -> None:
         tsv,
         out,
         config,
-        validation_tsv=splits.validation_tsv(split),
+        validation_tsv=splits.find_tsv(split, "validation"),
         validation_caps=ws.caps,
         cache_dir=ws.cache,
         device=ws.device,

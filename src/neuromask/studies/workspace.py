@@ -23,11 +23,12 @@ import torch
 from neuromask.config import from_mapping, to_mapping
 from neuromask.explain import MaskConfig
 from neuromask.io.atlas import Atlas
-from neuromask.io.layout import SplitLayout, StudyLayout
+from neuromask.io.layout import StudyLayout
 from neuromask.io.participants import read_participants, write_tsv
 from neuromask.models.inference import Fill
 from neuromask.studies.config import StudyConfig
 from neuromask.studies.engine import Job
+from neuromask.train.splits_io import read_split_folder
 
 
 def settings_key(config: MaskConfig) -> str:
@@ -158,7 +159,7 @@ class Workspace:
         """AD sessions of split 0's training and validation subjects that have at least two
         sessions (``session_subjects`` of them, 0 = all), for the session study."""
         path = self.layout.sessions_tsv
-        table = read_participants(SplitLayout(self.split_dir).train_val_tsv)
+        table = read_split_folder(self.split_dir, [0]).train_val
         ad = table[table["diagnosis"] == "AD"]
         counts = ad.groupby("participant_id")["session_id"].count()
         subjects = sorted(counts[counts >= 2].index)

@@ -17,9 +17,11 @@ from neuromask.io.participants import read_participants, write_tsv
 from neuromask.train.classification import binary_metrics
 from neuromask.train.model_folder import (  # noqa: F401  (the documented import path)
     IncompatibleModelError,
+    load_model,
     load_trained_model,
     model_grid,
     read_model_record,
+    require_model_grid,
 )
 from neuromask.train.tensors import image_tensor, labels_of, normalize_images, resolve_device
 from neuromask.train.trainer import predict, prediction_table
@@ -38,13 +40,16 @@ def evaluate_model(
 ) -> dict[str, float]:
     """Write ``MODEL_DIR/NAME/predictions.tsv`` and ``metrics.json``; return the metrics.
 
+    ``model_dir``: a neuromask run folder, or a ClinicaDL MAPS's
+    ``split-<k>/best-<metric>`` folder (where ClinicaDL writes its own predictions too).
+
     ``name`` is one plain label (letters, digits, ``-`` and ``_``), so that its folder is
     always a new child of ``MODEL_DIR``.
     """
     check_evaluation_name(name)
     model_dir = Path(model_dir)
-    model, record = load_trained_model(model_dir)
-    sessions = read_participants(tsv)
+    model, record = load_model(model_dir)
+    sessions = read_participants(tsv, required=("diagnosis",))
     data = load_gm_maps(
         caps,
         sessions,
@@ -52,11 +57,7 @@ def evaluate_model(
         cache_dir=cache_dir,
         progress=progress,
     )
-    grid = model_grid(record)
-    if grid is not None:
-        grid.require_match(
-            data.grid, what=f"The data of {tsv}", reference=f"the model's ({model_dir})"
-        )
+    require_model_grid(record, data.grid, what=f"The images of {tsv}")
     normalization = record["train"]["normalization"]
     x = image_tensor(normalize_images(np.asarray(data.images), normalization))
     true = labels_of(sessions, str(tsv))

@@ -1,7 +1,8 @@
-"""A trained model's run folder: its record (``config.json``) and its weights.
+"""A trained model's folder: its record and its weights.
 
-``load_trained_model`` is the one way a neuromask model is read back: the architecture is
-rebuilt from the record and the weights are read from safetensors (no unpickling).
+``load_model`` is the one way a model is read back, whether neuromask trained it (a run
+folder: ``config.json`` and ``model.safetensors``, read by ``load_trained_model``) or
+ClinicaDL did (a MAPS, :mod:`neuromask.models.maps`). Neither unpickles code.
 """
 
 from __future__ import annotations
@@ -12,10 +13,20 @@ import os
 from pathlib import Path
 from typing import Any
 
-from neuromask.errors import MissingFileError, NeuromaskError, ParameterError, TableError
+import torch
+
+from neuromask.errors import (
+    GridMismatchError,
+    MissingFileError,
+    NeuromaskError,
+    ParameterError,
+    TableError,
+)
+from neuromask.io.clinicadl_layout import MapsLayout, maps_of_selection_dir
 from neuromask.io.grid import Grid
 from neuromask.io.layout import SplitLayout, recorded_path
 from neuromask.models.cnn import CNN3D
+from neuromask.models.maps import load_maps_model, resolve_maps_folder
 from neuromask.train.checkpoint import load_weights
 from neuromask.train.config import train_config_from_record
 
@@ -74,8 +85,58 @@ def load_trained_model(
     return model, record
 
 
+def model_folder(
+    path: str | os.PathLike[str],
+    split: int | None = None,
+    selection_metric: str | None = None,
+) -> Path:
+    """The folder that holds one model: ``path`` itself for a neuromask run folder or a
+    MAPS's ``split-<k>/best-<metric>`` folder, and that folder for a MAPS root with
+    ``split`` and ``selection_metric`` (``--split`` / ``--selection-metric``)."""
+    path = Path(path)
+    if MapsLayout(path).is_maps():
+        return resolve_maps_folder(path, split, selection_metric)
+    if split is not None or selection_metric is not None:
+        what = "a MAPS model folder" if is_maps_model(path) else "a neuromask run folder"
+        raise ParameterError(
+            f"--split and --selection-metric choose a model in a ClinicaDL MAPS; {path} is {what}."
+        )
+    return path
+
+
+def is_maps_model(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` is a ClinicaDL MAPS's ``split-<k>/best-<metric>`` folder."""
+    return maps_of_selection_dir(folder) is not None
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    split: int | None = None,
+    selection_metric: str | None = None,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The trained CNN (eval mode; logits with AD in column 1) and its record, from a
+    neuromask run folder or a ClinicaDL MAPS (see :func:`model_folder`)."""
+    folder = model_folder(path, split, selection_metric)
+    if is_maps_model(folder):
+        return load_maps_model(folder)
+    return load_trained_model(folder)
+
+
 def model_grid(record: dict[str, Any]) -> Grid | None:
     return Grid.from_dict(record["grid"]) if "grid" in record else None
+
+
+def require_model_grid(record: dict[str, Any], grid: Grid, what: str) -> None:
+    """An error unless images on ``grid`` fit the model: the same grid (shape and affine)
+    when the record holds one (neuromask models), the same shape otherwise (a MAPS
+    records only its input size)."""
+    recorded = model_grid(record)
+    if recorded is not None:
+        recorded.require_match(grid, what=what, reference="the model's grid")
+    elif tuple(grid.shape) != tuple(record["input_shape"]):
+        size = " × ".join(str(int(s)) for s in grid.shape)
+        expected = " × ".join(str(int(s)) for s in record["input_shape"])
+        raise GridMismatchError(f"{what} are {size} voxels; the model takes {expected}.")
 
 
 def training_paths(record: dict[str, Any], model_dir: object) -> tuple[Path, Path, int]:
@@ -97,12 +158,48 @@ def training_paths(record: dict[str, Any], model_dir: object) -> tuple[Path, Pat
     return caps, split_dir, int(record.get("split", 0))
 
 
+def training_tables(
+    record: dict[str, Any], model_dir: object, caps: str | os.PathLike[str] | None = None
+) -> tuple[Path, Path]:
+    """The CAPS folder and the training table of the split a model was trained on. For a
+    MAPS whose recorded CAPS folder is not on this machine, ``caps`` (the one a command
+    was given) stands in for it."""
+    if record.get("source") != "clinicadl":
+        caps_dir, split_dir, split = training_paths(record, model_dir)
+        return caps_dir, SplitLayout(split_dir).find_tsv(split, "train")
+    return maps_caps(record, caps), maps_table(record, "train")
+
+
+def maps_caps(record: dict[str, Any], caps: str | os.PathLike[str] | None) -> Path:
+    recorded = Path(record["caps"]) if record.get("caps") else None
+    if recorded is not None and recorded.is_dir():
+        return recorded
+    if caps is not None:
+        return Path(caps)
+    raise MissingFileError(
+        f"The MAPS {record['maps']} was trained on the CAPS folder {recorded}, which is not "
+        "on this machine; give the CAPS folder that holds its sessions."
+    )
+
+
+def maps_table(record: dict[str, Any], group: str) -> Path:
+    path = Path(record["tables"][group])
+    if not path.is_file():
+        raise MissingFileError(
+            f"The MAPS {record['maps']} lacks {path}, the {group} sessions of its split "
+            f"{record['split']}; ClinicaDL writes it when it trains that split."
+        )
+    return path
+
+
 def recorded_validation_tsv(record: dict[str, Any], model_dir: str | os.PathLike[str]) -> Path:
     """The validation table of the split a model was trained on, checked to be the one it
     was trained with (when the record holds its hash)."""
+    if record.get("source") == "clinicadl":
+        return maps_table(record, "validation")
     folder = Path(model_dir)
     split = int(record["split"])
-    tsv = SplitLayout(recorded_path(record["split_dir"], folder)).validation_tsv(split)
+    tsv = SplitLayout(recorded_path(record["split_dir"], folder)).find_tsv(split, "validation")
     if not tsv.is_file():
         raise MissingFileError(
             f"{folder}/config.json names the validation set {tsv}, which no longer exists; "
