@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +20,10 @@ from neuromask.runtime import tune_allocator  # noqa: E402
 tune_allocator()  # as the command does: the suite's CNN steps run about twice as fast
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# neuromask's data folder (Clinica's AAL2, once installed) is the tests' own: what a
+# developer installed in ~/.cache/neuromask must not change the tests' atlas.
+os.environ["NEUROMASK_HOME"] = tempfile.mkdtemp(prefix="neuromask-home-")
 
 TINY = SynthConfig(voxel_size=6.0, subjects_per_class=8, sessions=(1, 3), qc_failures=3, seed=0)
 

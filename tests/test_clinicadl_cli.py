@@ -69,6 +69,9 @@ def test_mask_group_on_a_maps(maps, tiny_training, settings, tmp_path):
     assert mask.shape == image.shape
     job = json.loads((out / "mask_job.json").read_text())
     assert job["model_dir"].endswith("maps/split-0/best-loss")
+    model = json.loads((out / "mask.json").read_text())["Model"]
+    assert model["Source"] == "ClinicaDL MAPS" and model["architecture"] == "Conv5_FC3"
+    assert (model["split"], model["selection_metric"]) == (0, "loss")
     # early stopping used the MAPS's own validation group
     selection = pd.read_csv(out / "selection.tsv", sep="\t")
     assert len(selection) > 0

@@ -82,6 +82,12 @@ def test_group_mask_outputs(tiny_model, tiny_training, settings, tmp_path):
     top = pd.read_csv(out / "top_rois.tsv", sep="\t")
     assert top["rank"].tolist() == [1, 2, 3, 4, 5] and top["density"].is_monotonic_decreasing
     assert (out / "mask.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("mask.json", "mask_raw.json"):  # each map says what made it
+        sidecar = json.loads((out / name).read_text())
+        assert (
+            sidecar["Job"]["mask"]["max_epochs"] == 4 and sidecar["Model"]["Source"] == "neuromask"
+        )
+        assert sidecar["GeneratedBy"][0]["Name"] == "neuromask" and sidecar["Sources"]
 
 
 def test_group_mask_with_a_growing_area(tiny_model, tiny_training, tmp_path):
@@ -174,10 +180,18 @@ def test_session_masks_and_rerun(tiny_model, tiny_training, settings, tmp_path):
     } <= set(index.columns)
     assert (index["epochs"] <= 40).all() and len(index) > 0
     assert (index["p_ad_after"] < index["p_ad_before"]).mean() > 0.5
-    for name in index["mask_file"]:
+    for name, p, s in zip(
+        index["mask_file"], index["participant_id"], index["session_id"], strict=True
+    ):
+        assert name == f"{p}_{s}_mask.nii.gz"
         img = nib.load(out / name)
         assert img.shape == clinica_grid(6.0).shape
         np.testing.assert_array_equal(img.affine, clinica_grid(6.0).affine)
+        sidecar = json.loads((out / name.replace(".nii.gz", ".json")).read_text())
+        assert sidecar["Sources"][0].endswith(
+            f"{p}_{s}_T1w_segm-graymatter_space-Ixi549Space_modulated-off_probability.nii.gz"
+        )
+        assert sidecar["Job"]["mask"]["max_epochs"] == 40 and sidecar["PADAfter"] < 1
     code, output = run(
         "mask",
         "session",

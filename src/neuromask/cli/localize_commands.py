@@ -71,7 +71,7 @@ def localize(
     """
     import pandas as pd
 
-    from neuromask.io.atlas import load_aal2
+    from neuromask.io.atlas import default_atlas
     from neuromask.io.atomic import atomic_path
     from neuromask.io.claim import check_not_an_input
     from neuromask.io.nifti import load_volume
@@ -90,7 +90,7 @@ def localize(
     values, grid = load_volume(map_path)
     if truth_map.is_file():
         load_volume(truth_map, grid, reference=str(map_path))  # same grid, affine included
-    atlas = load_aal2(grid)
+    atlas = default_atlas(grid)
     kind = "attribution" if attribution else "mask"
     coherent = coherence(relevance_of(values, kind), atlas.labels > 0)
     scores = localization_scores(

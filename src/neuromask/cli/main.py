@@ -74,6 +74,7 @@ def cli() -> None:
 
 def _register() -> None:
     from neuromask.cli import (
+        atlas_commands,
         compare_commands,
         data_commands,
         demo_command,
@@ -99,6 +100,7 @@ def _register() -> None:
     cli.add_command(report_commands.report)
     cli.add_command(study_commands.study)
     cli.add_command(demo_command.demo)
+    cli.add_command(atlas_commands.atlas)
 
 
 _register()

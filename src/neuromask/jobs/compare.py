@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from neuromask.errors import ParameterError
-from neuromask.io.atlas import Atlas, load_aal2, load_atlas
+from neuromask.io.atlas import ATLAS_NAMES, Atlas, default_atlas, load_atlas, named_atlas
 from neuromask.io.atomic import atomic_path
 from neuromask.io.claim import check_not_an_input
 from neuromask.io.grid import Grid
@@ -128,13 +128,22 @@ def compare_files(
             f"--models needs one model folder per mask: got {len(model_dirs)} for "
             f"{len(mask_paths)} masks"
         )
-    if (atlas_nifti is None) != (atlas_tsv is None):
-        raise ParameterError("--atlas and --atlas-tsv go together")
+    named = atlas_nifti is not None and str(atlas_nifti).lower() in (n.lower() for n in ATLAS_NAMES)
+    if atlas_tsv is None and atlas_nifti is not None and not named:
+        raise ParameterError(
+            f"--atlas {atlas_nifti} needs --atlas-tsv (its ROI table), unless it names an "
+            f"atlas: {', '.join(ATLAS_NAMES)}"
+        )
+    if atlas_tsv is not None and (atlas_nifti is None or named):
+        raise ParameterError("--atlas-tsv goes with --atlas NIFTI (a labelled image)")
     check_not_an_input(Path(out), [*mask_paths, *(model_dirs or [])])
     masks, grid = read_masks(mask_paths)
-    atlas = (
-        load_atlas(atlas_nifti, atlas_tsv, grid) if atlas_nifti and atlas_tsv else load_aal2(grid)
-    )
+    if named:
+        atlas = named_atlas(str(atlas_nifti), grid)
+    elif atlas_nifti is not None and atlas_tsv is not None:
+        atlas = load_atlas(atlas_nifti, atlas_tsv, grid)
+    else:
+        atlas = default_atlas(grid)
     models = images = None
     if model_dirs:
         pairs = [model_validation_images(Path(d), device, cache_dir, progress) for d in model_dirs]

@@ -27,12 +27,14 @@ from neuromask.explain import MaskConfig, MeaningfulPerturbation, mask_preset
 from neuromask.explain.objective import class_score
 from neuromask.explain.perturbation import MaskLossNaNError, PerturbationResult, threshold
 from neuromask.figures.masks import plot_mask
-from neuromask.io.atlas import load_aal2
+from neuromask.io.atlas import default_atlas
 from neuromask.io.atomic import atomic_path
+from neuromask.io.caps import gm_map_path
 from neuromask.io.claim import claim_job_dir
 from neuromask.io.layout import record_path
 from neuromask.io.nifti import save_volume
 from neuromask.io.participants import write_tsv
+from neuromask.jobs.sidecars import model_description, write_sidecar
 from neuromask.jobs.trained_model import AD, MaskInputs, TrainedModel, brain_mask_of
 from neuromask.metrics import top_rois
 from neuromask.models.inference import batched_logits
@@ -176,11 +178,29 @@ def group_mask_job(
     except MaskLossNaNError as exc:
         result, failure = exc.result, exc
     outputs = _write_group_outputs(out, explainer, train, validation, result)
+    _group_sidecars(out, trained, tsv)
     for done in (out / "checkpoint.pt", *out.glob("checkpoint.area-*.pt")):
         done.unlink(missing_ok=True)
     if failure is not None:
         raise failure
     return outputs
+
+
+def _group_sidecars(out: Path, trained: TrainedModel, tsv: PathArg) -> None:
+    job = json.loads((out / JOB_RECORD).read_text())
+    model = model_description(trained.record, trained.folder)
+    for name, what in (
+        ("mask.nii.gz", "values above keep_above set to 1"),
+        ("mask_raw.nii.gz", "as optimised"),
+    ):
+        write_sidecar(
+            out / name,
+            f"Group perturbation mask m in [0, 1] ({what}): 1 keeps a voxel, 0 replaces it by "
+            "the reference; one mask for the correctly classified AD sessions of the table.",
+            [str(Path(tsv).resolve()), str((out / "selection.tsv").resolve())],
+            Model=model,
+            Job=job,
+        )
 
 
 def _write_group_outputs(
@@ -216,7 +236,7 @@ def _write_group_outputs(
         "validation_mean_p_ad_masked": val_p,
         "grid": grid.to_dict(),
     }
-    write_tsv(top_rois(mask, load_aal2(grid), k=5), out / "top_rois.tsv")
+    write_tsv(top_rois(mask, default_atlas(grid), k=5), out / "top_rois.tsv")
     title = f"Group mask: 1 - m ({len(train.sessions)} AD sessions)"
     plot_mask(mask, grid, out / "mask.png", title=title)
     with atomic_path(out / "result.json") as tmp:
@@ -306,13 +326,28 @@ def session_mask_job(
     ]
     records_dir = out / "records"
     records_dir.mkdir(exist_ok=True)
+    job = json.loads((out / JOB_RECORD).read_text())
+    model = model_description(trained.record, trained.folder)
     todo = [i for i, name in enumerate(names) if not (records_dir / f"{name}.json").is_file()]
 
     def done(i_todo: int, raw: torch.Tensor, rec: dict[str, Any]) -> None:
         i = todo[i_todo]
         mask = threshold(raw, config.keep_above)
         p_after = float(explainer.probabilities(inputs.images[i : i + 1], AD, mask[None])[0])
-        save_volume(out / f"{names[i]}_mask.nii.gz", mask[0].numpy(), inputs.data.grid)
+        nifti = out / f"{names[i]}_mask.nii.gz"
+        save_volume(nifti, mask[0].numpy(), inputs.data.grid)
+        p, s = inputs.sessions["participant_id"][i], inputs.sessions["session_id"][i]
+        write_sidecar(
+            nifti,
+            "Session perturbation mask m in [0, 1]: 1 keeps a voxel, 0 replaces it by the "
+            "reference.",
+            [str(gm_map_path(caps, p, s, trained.record.get("dartel_group")).resolve())],
+            Model=model,
+            Job=job,
+            Optimisation=rec,
+            PADBefore=float(inputs.p_ad[i]),
+            PADAfter=p_after,
+        )
         row = {
             "participant_id": inputs.sessions["participant_id"][i],
             "session_id": inputs.sessions["session_id"][i],

@@ -47,7 +47,7 @@ from neuromask.explain.randomisation import (  # noqa: F401  (old import path)
     randomised_copy,
 )
 from neuromask.figures.sanity import plot_cascade, plot_maps
-from neuromask.io.atlas import Atlas, load_aal2
+from neuromask.io.atlas import Atlas, default_atlas
 from neuromask.io.atomic import atomic_path
 from neuromask.io.claim import claim_job_dir
 from neuromask.io.grid import Grid
@@ -324,7 +324,7 @@ def run_sanity(
         trained.model,
         inputs.images[:n].cpu(),
         grid,
-        load_aal2(grid),
+        default_atlas(grid),
         brain_mask_of(inputs.data.images),
         device,
         cache_dir,

@@ -209,7 +209,7 @@ def _group_section(b: ReportBuilder, study: Path, truth_dir: Path | None, k: int
         plot_mask_history,
         plot_roi_bars,
     )
-    from neuromask.io.atlas import load_aal2
+    from neuromask.io.atlas import default_atlas
     from neuromask.io.nifti import load_volume
     from neuromask.metrics.localization import read_truth_rois
     from neuromask.metrics.roi import roi_densities
@@ -256,7 +256,7 @@ def _group_section(b: ReportBuilder, study: Path, truth_dir: Path | None, k: int
         "group_mask.png",
     )
     mask, grid = load_volume(first)
-    atlas = load_aal2(grid)
+    atlas = default_atlas(grid)
     truth_rois = read_truth_rois(truth_dir) if truth_dir else []
     b.new_figure(
         s,

@@ -267,7 +267,7 @@ def localise_group_masks(
     """Each group mask of a ``group/top_rois.tsv`` table (its ``mask_file`` column): its
     split and cohort, its ``k`` densest AAL2 ROIs with their densities, and (with
     ``truth_rois``) ``neuromask localize``'s scores against them."""
-    from neuromask.io.atlas import load_aal2
+    from neuromask.io.atlas import default_atlas
     from neuromask.io.nifti import load_volume
     from neuromask.metrics.localization import localization_scores
     from neuromask.metrics.roi import roi_densities
@@ -277,7 +277,7 @@ def localise_group_masks(
     for row in top_rois.itertuples(index=False):
         mask, grid = load_volume(row.mask_file)
         if atlas is None or not atlas.grid.matches(grid):
-            atlas = load_aal2(grid)
+            atlas = default_atlas(grid)
         densities = roi_densities(mask, atlas).dropna().sort_values(ascending=False, kind="stable")
         scores = localization_scores(mask, atlas, truth_rois, k=k) if truth_rois else None
         out.append(

@@ -180,13 +180,13 @@ class Workspace:
 
     @functools.cached_property
     def _atlas(self) -> Atlas:
-        from neuromask.io.atlas import load_aal2
+        from neuromask.io.atlas import default_atlas
         from neuromask.io.nifti import read_grid
 
         first = next(self.layout.masks.rglob("mask.nii.gz"), None)
         if first is None:
             first = next(self.session_dir().glob("*_mask.nii.gz"))
-        return load_aal2(read_grid(first))
+        return default_atlas(read_grid(first))
 
     def atlas(self) -> Atlas:
         """AAL2 on the masks' grid (resampled once per workspace)."""
