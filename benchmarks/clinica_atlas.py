@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from neuromask.io.atlas import CLINICA_AFFINE, CLINICA_SHAPE, load_aal2, load_clinica_aal2
+from neuromask.io.atlas import load_aal2, load_clinica_aal2
 from neuromask.io.clinica_atlas import clinica_aal2_files, install_clinica_aal2
-from neuromask.io.grid import Grid
+from neuromask.io.grid import clinica_grid
 from neuromask.io.template import gm_template
 from neuromask.metrics.roi import top_rois
 from neuromask.metrics.similarity import cosine_matrix, roi_vectors
+
+SHAPE = clinica_grid(1.5).shape
 
 
 def blob_masks(n: int, gm: np.ndarray, seed: int) -> list[np.ndarray]:
@@ -30,9 +32,9 @@ def blob_masks(n: int, gm: np.ndarray, seed: int) -> list[np.ndarray]:
     centres = np.argwhere(gm > 0.5)
     masks = []
     for _ in range(n):
-        relevance = np.zeros(CLINICA_SHAPE, np.float32)
+        relevance = np.zeros(SHAPE, np.float32)
         for _ in range(int(gen.integers(2, 5))):
-            spike = np.zeros(CLINICA_SHAPE, np.float32)
+            spike = np.zeros(SHAPE, np.float32)
             spike[tuple(centres[gen.integers(len(centres))])] = 1.0
             blob = ndimage.gaussian_filter(spike, sigma=gen.uniform(6, 12) / 1.5)
             relevance = np.maximum(relevance, blob / blob.max() * gen.uniform(0.3, 1.0))
@@ -46,7 +48,7 @@ def main() -> None:
     parser.add_argument("--masks", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    grid = Grid(CLINICA_SHAPE, CLINICA_AFFINE)
+    grid = clinica_grid(1.5)
     with tempfile.TemporaryDirectory() as tmp:
         if args.wheel is not None:
             import os

@@ -28,6 +28,7 @@ import torch
 
 from neuromask.data.dataset import load_gm_maps
 from neuromask.models.clinicadl import ClinicaDLCNN
+from neuromask.runtime import tune_allocator
 from neuromask.train.splits_io import read_split_folder
 from neuromask.train.tensors import normalize_images
 
@@ -53,7 +54,7 @@ def images_and_labels(caps: Path, table: pd.DataFrame) -> tuple[torch.Tensor, to
     data = load_gm_maps(caps, table, progress=False)
     x = normalize_images(np.asarray(data.images), "minmax")  # ClinicaDL's MinMaxNormalization
     y = table["diagnosis"].map(LABEL_CODE).to_numpy(dtype=np.int64)
-    return torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1), torch.from_numpy(y)
+    return torch.from_numpy(np.array(x, dtype=np.float32)).unsqueeze(1), torch.from_numpy(y)
 
 
 def balanced_accuracy(true: torch.Tensor, predicted: torch.Tensor) -> float:
@@ -103,6 +104,7 @@ def maps_json(args: argparse.Namespace, shape: tuple[int, ...]) -> dict:
 
 def main() -> None:
     args = parse()
+    tune_allocator()  # as the neuromask command does: CPU steps about twice as fast
     torch.manual_seed(args.seed)
     train, validation = read_split_folder(args.split_dir, [args.split]).folds[args.split]
     x, y = images_and_labels(args.caps, train)

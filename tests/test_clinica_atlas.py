@@ -14,16 +14,15 @@ from click.testing import CliRunner
 from neuromask.cli.main import cli
 from neuromask.errors import MissingFileError, TableError
 from neuromask.io.atlas import (
-    CLINICA_AFFINE,
-    CLINICA_SHAPE,
     default_atlas,
     load_aal2,
     load_atlas,
     named_atlas,
 )
-from neuromask.io.grid import Grid
+from neuromask.io.grid import Grid, clinica_grid
 
-CLINICA = Grid(CLINICA_SHAPE, CLINICA_AFFINE)
+CLINICA = clinica_grid(1.5)
+CLINICA_SHAPE, CLINICA_AFFINE = CLINICA.shape, CLINICA.affine
 
 
 def run(*args):

@@ -166,3 +166,13 @@ def test_split_option_on_a_neuromask_run_folder(tmp_path):
 def test_maps_errors_are_neuromask_errors():
     assert issubclass(UnsupportedModelError, NeuromaskError)
     assert issubclass(ClinicaDLCheckpointError, NeuromaskError)
+
+
+def test_grad_cam_reads_the_activation_after_the_last_convolution():
+    from neuromask.explain.baselines import last_conv_layer
+    from neuromask.models.clinicadl import ClassOrder
+
+    model = ClassOrder(ClinicaDLCNN("Conv5_FC3", (13, 17, 11)), (1, 0))
+    layer = last_conv_layer(model)
+    convolutions = list(model.network.convolutions)
+    assert isinstance(layer, torch.nn.ReLU) and layer is convolutions[-2]

@@ -33,13 +33,19 @@ def test_docstring_examples_run():
     assert not failures
 
 
-def test_readme_commands_exist():
-    readme = (ROOT / "README.md").read_text()
+@pytest.mark.parametrize("page", ["README.md", "docs/clinicadl.md"])
+def test_readme_commands_exist(page):
+    readme = (ROOT / page).read_text()
     code = re.findall(r"```.*?```", readme, flags=re.DOTALL) + re.findall(r"`[^`\n]+`", readme)
-    used = {m for block in code for m in re.findall(r"neuromask ([a-z][a-z-]+)", block)}
-    assert used, "the README shows no neuromask command"
+    # a command starts a line of a code block or an inline code span
+    command = re.compile(r"(?:^|`)\s*neuromask ([a-z][a-z-]+)", flags=re.MULTILINE)
+    used = {m for block in code for m in command.findall(block)}
+    assert used, f"{page} shows no neuromask command"
     unknown = used - set(cli.commands)
-    assert not unknown, f"README mentions commands that do not exist: {unknown}"
+    assert not unknown, f"{page} mentions commands that do not exist: {unknown}"
+    for group, sub in re.findall(r"neuromask (mask|atlas) ([a-z][a-z-]+)", " ".join(code)):
+        known = cli.commands[group].commands  # type: ignore[attr-defined]
+        assert sub in known, f"{page}: neuromask {group} {sub} does not exist"
 
 
 def test_ci_runs_the_readme_test_command():

@@ -41,6 +41,16 @@ from neuromask.studies.config import STUDIES
     help="Seconds between worker heartbeats; a job whose worker stays silent for twice "
     "this long is run again by another worker. Default: the config's.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes on this machine sharing the jobs: each gets its own GPU "
+    "(round robin over the visible ones) or its share of the CPU cores; their logs go "
+    "to OUT/workers/.",
+)
+@click.option("--jobs-only", is_flag=True, hidden=True, help="Run the jobs, write no table.")
 @device_option(help="Where to run.")
 @quiet_option(help="No progress bars.")
 def study(
@@ -49,6 +59,8 @@ def study(
     out: Path,
     storage: str | None,
     heartbeat_s: int | None,
+    workers: int,
+    jobs_only: bool,
     device: str,
     quiet: bool,
 ) -> None:
@@ -78,6 +90,8 @@ def study(
         heartbeat_s=heartbeat_s,
         device=device,
         progress=not quiet,
+        workers=workers,
+        jobs_only=jobs_only,
     )
     for study_name, tables in results.items():
         for table_name, table in tables.items():

@@ -49,21 +49,24 @@ def require_captum():
 
 
 def last_conv_layer(model: torch.nn.Module) -> torch.nn.Module:
-    """The layer Grad-CAM reads: the activation after the last Conv3d of a
-    ``features`` Sequential (as in neuromask's CNN3D), or else the last Conv3d."""
-    features = getattr(model, "features", None)
-    if isinstance(features, torch.nn.Sequential):
-        layers: list[torch.nn.Module] = list(features)
-        convs = [i for i, m in enumerate(layers) if isinstance(m, torch.nn.Conv3d)]
-        if convs:
-            for module in layers[convs[-1] + 1 : convs[-1] + 3]:
-                if not isinstance(module, torch.nn.BatchNorm3d):
-                    return module
-            return layers[convs[-1]]
+    """The layer Grad-CAM reads: the activation that follows the last Conv3d in its
+    Sequential (past a BatchNorm), as in neuromask's CNN3D (``features``) and ClinicaDL's
+    networks (``convolutions``), or else the last Conv3d itself."""
     conv3d = [m for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
     if not conv3d:
         raise ParameterError("grad_cam needs a model with a Conv3d layer")
-    return conv3d[-1]
+    last = conv3d[-1]
+    for sequential in model.modules():
+        if not isinstance(sequential, torch.nn.Sequential):
+            continue
+        layers: list[torch.nn.Module] = list(sequential)
+        at = next((i for i, m in enumerate(layers) if m is last), None)
+        if at is None:
+            continue
+        for module in layers[at + 1 : at + 3]:
+            if not isinstance(module, torch.nn.BatchNorm3d):
+                return module
+    return last
 
 
 def attribute(

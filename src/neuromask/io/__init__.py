@@ -1,6 +1,6 @@
 """Reading and writing: NIfTI volumes, TSV tables, CAPS paths, atlases, atomic output."""
 
-from neuromask.io.atlas import Atlas, load_aal2, load_atlas
+from neuromask.io.atlas import Atlas, default_atlas, load_aal2, load_atlas
 from neuromask.io.atomic import atomic_path, staged_output_dir
 from neuromask.io.grid import Grid, clinica_grid
 from neuromask.io.nifti import load_volume, save_volume
@@ -11,6 +11,7 @@ __all__ = [
     "Grid",
     "atomic_path",
     "clinica_grid",
+    "default_atlas",
     "load_aal2",
     "load_atlas",
     "load_volume",

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from neuromask.errors import MissingFileError, ParameterError, TableError, missing_file
-from neuromask.io.grid import Grid
+from neuromask.io.grid import Grid, clinica_grid
 from neuromask.io.nifti import load_volume
 from neuromask.io.resample import resample_to_grid
 
@@ -133,15 +133,11 @@ def _load_aal2_cached(shape: tuple[int, int, int], affine_bytes: bytes) -> Atlas
 
 #: The atlases known by name (``--atlas NAME``): case does not matter.
 ATLAS_NAMES = ("AAL2", "Clinica-AAL2")
-#: Clinica's 1.5 mm grid (RAS, origin at -90, -126, -72 mm).
-CLINICA_SHAPE = (121, 145, 121)
-CLINICA_AFFINE = np.array(
-    [[1.5, 0, 0, -90.0], [0, 1.5, 0, -126.0], [0, 0, 1.5, -72.0], [0, 0, 0, 1]]
-)
 
 
 def is_clinica_grid(grid: Grid) -> bool:
-    return tuple(grid.shape) == CLINICA_SHAPE and np.allclose(grid.affine, CLINICA_AFFINE)
+    """Whether ``grid`` is Clinica's 1.5 mm grid (shape and affine)."""
+    return clinica_grid(1.5).matches(grid)
 
 
 def default_atlas(grid: Grid) -> Atlas:

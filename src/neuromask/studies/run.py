@@ -87,9 +87,15 @@ def run_study(
     heartbeat_s: int | None = None,
     device: str = "auto",
     progress: bool = True,
+    workers: int = 1,
+    jobs_only: bool = False,
 ) -> dict[str, dict[str, pd.DataFrame]]:
     """Run study ``name`` (or ``all``) into ``out``; return its tables (written as TSV in
-    ``out/<study>/``)."""
+    ``out/<study>/``).
+
+    ``workers``: run the jobs in that many worker processes on this machine
+    (:mod:`neuromask.studies.workers`), then write the tables. ``jobs_only``: run the jobs
+    and write no table (what each of those workers does)."""
     out = Path(out)
     names = list(STUDIES) if name == "all" else [name]
     for n in names:
@@ -103,17 +109,25 @@ def run_study(
     ws = Workspace(out, config, progress=progress, device=device)
     storage = storage or f"sqlite:///{StudyLayout(out).jobs_db.resolve()}"
     heartbeat = heartbeat_s or config.study.heartbeat_s
+    if workers > 1:
+        from neuromask.studies.workers import run_workers
+
+        layout = StudyLayout(out)
+        run_workers(workers, name, layout.settings, out, storage, heartbeat, device, progress)
     results = {}
     for n in names:
         study_plan = plan(ws, n)
-        run_stages(
-            study_plan.stages,
-            storage,
-            "neuromask",
-            ws.resolve,
-            heartbeat_s=heartbeat,
-            progress=progress,
-        )
+        if workers <= 1:
+            run_stages(
+                study_plan.stages,
+                storage,
+                "neuromask",
+                ws.resolve,
+                heartbeat_s=heartbeat,
+                progress=progress,
+            )
+        if jobs_only:
+            continue
         tables = study_plan.tables(ws)
         folder = StudyLayout(out).tables(n)
         folder.mkdir(exist_ok=True)
