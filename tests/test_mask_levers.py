@@ -239,6 +239,7 @@ PAPER = {
     "area": 0.0,
     "step_scaling": "voxel",
     "larger_areas": (),
+    "precision": "float32",
 }
 #: Fields that do nothing in the paper's setting (the margin hinge, the area weight,
 #: the bar of a growing area).
@@ -431,3 +432,31 @@ def test_the_area_grows_until_the_mask_fools_the_cnn_and_resumes(planted_model, 
     resumed = interrupted_and_resumed(explainer, train, validation, tmp_path, 5)
     assert torch.equal(masks, resumed)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.area-0.pt", "c.area-1.pt"]
+
+
+def test_bfloat16_masks_keep_float32_state_and_follow_the_float32_gradient(planted_model):
+    """Mixed precision runs only the CNN in bfloat16: the score, the gradient and the
+    masks stay float32, and the gradient points where the float32 one does."""
+    from neuromask.explain.objective import score_and_gradient
+
+    model, train, validation = planted_model
+    masks = torch.full((1, 1, *SHAPE), 0.9)
+    grads = {}
+    for precision in ("float32", "bfloat16"):
+        config = MaskConfig(precision=precision, reference="constant")
+        score, probability, grads[precision] = score_and_gradient(model, train, masks, config, 1)
+        assert score.dtype == probability.dtype == grads[precision].dtype == torch.float32
+    a, b = grads["float32"].flatten(), grads["bfloat16"].flatten()
+    assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.99
+    config = MaskConfig(
+        upsample=2, area=0.06, patience=10, reference="constant", precision="bfloat16"
+    )
+    explainer = MeaningfulPerturbation(model, config)
+    masks, result = explainer.attribute(train, 1, validation=validation)
+    assert result.raw_masks.dtype == torch.float32
+    deletion = 1 - result.raw_masks[0, 0].numpy()
+    block = np.zeros(SHAPE, bool)
+    block[:3, :3, :3] = True
+    assert deletion[block].mean() > 3 * deletion[~block].mean()
+    with pytest.raises(ParameterError, match="precision must be one of float32, bfloat16"):
+        MaskConfig(precision="half")

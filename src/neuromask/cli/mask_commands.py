@@ -36,7 +36,7 @@ _COMMON = [
         type=click.Path(path_type=Path),
         default=None,
         help="TOML file of mask settings (beta1, beta2, lambda1, lambda2, learning_rate, mu, "
-        "score, margin, area, area_weight, upsample, jitter, reference, step_scaling, "
+        "score, margin, area, area_weight, upsample, jitter, reference, step_scaling, precision, "
         "max_epochs, patience, tolerance, batch_size, restrict_to_brain, seed; see the "
         "README) applied on top of the preset.",
     ),

@@ -12,6 +12,7 @@ from neuromask.errors import ParameterError
 SCORES = ("probability", "log_probability", "logit", "margin")
 REFERENCES = ("constant", "cn_mean", "healthy")
 STEP_SCALINGS = ("voxel", "mask")
+PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class MaskConfig:
     beta1 < 1: it uses ``(|1 - m| + eps)^beta1 - eps^beta1``, which is 0 at m = 1 and
     whose slope there is ``beta1 * eps^(beta1 - 1)`` instead of infinity.
 
+    ``precision = "bfloat16"`` runs the frozen CNN's forward pass and its backward pass
+    to the input under bfloat16 autocast (on the GPU or the CPU); the masks, the
+    regularisers, the score and Adam stay in float32, and so do the validation passes.
+
     Early stopping: an epoch whose monitored loss exceeds the best one by more than
     ``tolerance`` (relative) counts against ``patience``; after ``patience`` such epochs in
     a row the optimisation stops and the best mask is kept. Values above ``keep_above``
@@ -113,6 +118,7 @@ class MaskConfig:
     step_scaling: str = "voxel"
     larger_areas: tuple[float, ...] = ()
     fooled_below: float = 0.05
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str) -> ParameterError:
@@ -156,6 +162,8 @@ class MaskConfig:
             raise bad("step_scaling", f"one of {', '.join(STEP_SCALINGS)}")
         if self.reference not in REFERENCES:
             raise bad("reference", f"one of {', '.join(REFERENCES)}")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"one of {', '.join(PRECISIONS)}")
         if self.score not in SCORES:
             raise bad("score", f"one of {', '.join(SCORES)}")
         for name in ("max_epochs", "patience", "batch_size"):

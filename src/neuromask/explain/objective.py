@@ -158,12 +158,18 @@ def score_and_gradient(
 
     The perturbed images are the autograd leaf: one forward and one backward pass to the
     input, then the chain rule d(m X + (1 - m) mu)/dm = X - mu. With one mask shared by
-    the batch (group mode), the gradient is summed over the images.
+    the batch (group mode), the gradient is summed over the images. With
+    ``config.precision = "bfloat16"`` the CNN runs under bfloat16 autocast; the logits,
+    the score and the gradient come back in float32.
     """
     mu = config.mu if mu is None else mu
     delta = images - mu
     perturbed = (delta * masks).add_(mu).requires_grad_(True)
-    logits = model(perturbed)
+    mixed = config.precision == "bfloat16"
+    with torch.autocast(device_type=perturbed.device.type, dtype=torch.bfloat16, enabled=mixed):
+        logits = model(perturbed)
+    if mixed:
+        logits = logits.float()
     score = class_score(logits, target, config.score, config.margin)
     (grad_input,) = torch.autograd.grad(score.sum(), perturbed)
     grad = grad_input.mul_(delta)
