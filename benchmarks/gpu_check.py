@@ -71,10 +71,15 @@ def training_rows(device, shape, batch, repeats):
     return rows
 
 
-def mask_rows(device, shape, repeats):
+def frozen_paper_cnn(device, shape):
     model = build_model("paper", shape).to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    return model
+
+
+def mask_rows(device, shape, repeats):
+    model = frozen_paper_cnn(device, shape)
     rows = []
     for batch in (1, 8):
         x = torch.rand(batch, 1, *shape, device=device)
@@ -98,9 +103,7 @@ def mask_rows(device, shape, repeats):
 
 
 def session_rows(device, shape, n_masks):
-    model = build_model("paper", shape).to(device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model = frozen_paper_cnn(device, shape)
     x = torch.rand(n_masks, 1, *shape, device=device)
     rates = {}
     rows = []
