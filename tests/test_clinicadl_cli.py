@@ -183,3 +183,22 @@ def test_clinicadl_folder_with_missing_files(tiny_training, tmp_path):
     message = one_line_error(*run("train", t["caps"], kfold, tmp_path / "m", "--config", t["config"], "-q"))  # fmt: skip
     assert "lacks split-1/validation.tsv or validation_baseline.tsv" in message
     assert "ClinicaDL kfold layout" in message
+
+
+def test_a_study_on_a_clinicadl_kfold_folder(tiny_training, tmp_path):
+    """`study` takes a ClinicaDL split folder in [data] split_dir: its folds, and the
+    test_baseline.tsv that `tsvtools split` wrote one level up as the test set."""
+    from conftest import study_toml
+
+    kfold = clinicadl_kfold(tiny_training["split"], tmp_path)
+    config = study_toml(tiny_training, tmp_path / "study.toml")
+    text = config.read_text().replace(str(tiny_training["split"]) + '"', str(kfold) + '"')
+    config.write_text(text.replace("runs = 2", "runs = 1"))
+    out = tmp_path / "study"
+    code, output = run("study", "cnn", "--config", config, "--out", out, "-q")
+    assert code == 0, output
+    evaluations = sorted((out / "models").rglob("test/metrics.json"))
+    assert len(evaluations) == 2
+    assert json.loads(evaluations[0].read_text())["tsv"] == str(
+        tmp_path / "split" / "test_baseline.tsv"
+    )
