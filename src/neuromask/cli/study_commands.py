@@ -51,6 +51,14 @@ from neuromask.studies.config import STUDIES
     "to OUT/workers/.",
 )
 @click.option("--jobs-only", is_flag=True, hidden=True, help="Run the jobs, write no table.")
+@click.option(
+    "--plan",
+    "plan_only",
+    is_flag=True,
+    help="Run nothing: list every job by stage, mark those already done in OUT, and "
+    "estimate each stage's cost and the wall time with --workers workers, from a short "
+    "calibration on this machine (cached in OUT/plan_calibration.json).",
+)
 @device_option(help="Where to run.")
 @quiet_option(help="No progress bars.")
 def study(
@@ -61,6 +69,7 @@ def study(
     heartbeat_s: int | None,
     workers: int,
     jobs_only: bool,
+    plan_only: bool,
     device: str,
     quiet: bool,
 ) -> None:
@@ -81,6 +90,9 @@ def study(
     from neuromask.studies.run import run_study
 
     config, text = load_study_config(config_name)
+    if plan_only:
+        _print_plan(name, config, out, storage, device, workers)
+        return
     results = run_study(
         name,
         config,
@@ -99,3 +111,36 @@ def study(
                 continue
             print_table(table, title=f"{study_name}: {table_name}")
         console.print(f"Tables in {out / study_name}/")
+
+
+def _print_plan(name, config, out, storage, device, workers) -> None:
+    from neuromask.io.layout import StudyLayout
+    from neuromask.studies.config import STUDIES
+    from neuromask.studies.estimate import estimate_study
+    from neuromask.studies.workspace import Workspace
+
+    ws = Workspace(out, config, progress=False, device=device)
+    storage = storage or f"sqlite:///{StudyLayout(out).jobs_db.resolve()}"
+    names = list(STUDIES) if name == "all" else [name]
+    console.print("Calibrating on this machine (cached for the next --plan)...")
+    estimate = estimate_study(names, ws, storage, workers)
+    jobs = estimate.jobs.assign(minutes=(estimate.jobs["seconds"] / 60).round(2))
+    print_table(jobs.drop(columns="seconds"), title=f"Jobs of {name} in {out}")
+    hours = estimate.total_s > 7200
+    unit, scale = ("h", 3600) if hours else ("min", 60)
+    stages = estimate.stages.assign(
+        **{f"cpu_{unit}": (estimate.stages["cpu_s"] / scale).round(1),
+           f"wall_{unit}": (estimate.stages["wall_s"] / scale).round(1)}
+    ).drop(columns=["cpu_s", "wall_s"])  # fmt: skip
+    print_table(stages, title=f"Stages, with {workers} worker(s)")
+    peaks = ", ".join(f"{k} {v:.0f} MB" for k, v in estimate.peak_mb.items())
+    console.print(f"Peak memory of one job's step, as calibrated (the process's): {peaks}")
+    if estimate.shared_cores:
+        console.print(
+            f"The {workers} workers would share this machine's CPU cores (SQLite storage), "
+            "which the calibration already used: they are counted as one."
+        )
+    console.print(
+        f"Estimated wall time with {workers} worker(s): {estimate.total_s / scale:.1f} {unit} "
+        "(an upper bound where early stopping cuts masks or trainings short)."
+    )
