@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,22 +30,16 @@ import torch
 from neuromask.explain import MeaningfulPerturbation, mask_preset
 from neuromask.io.grid import clinica_grid
 from neuromask.models import build_model
+from neuromask.studies.estimate import peak_mb, reset_peak
+from neuromask.studies.estimate import timed as time_per_call
 
 
 def timed(device: torch.device, work: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Seconds per call of ``work`` (after one warm-up call) and the peak memory in MB."""
-    work()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        work()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / repeats
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else float("nan")
-    return seconds, peak
+    """Seconds per call of ``work`` (after one warm-up call) and the peak GPU memory in MB
+    (NaN on the CPU), measured as `neuromask study --plan` calibrates."""
+    reset_peak(device)
+    seconds = time_per_call(work, device, repeats)
+    return seconds, peak_mb(device) if device.type == "cuda" else float("nan")
 
 
 def training_rows(device, shape, batch, repeats):

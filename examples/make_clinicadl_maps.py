@@ -102,9 +102,21 @@ def maps_json(args: argparse.Namespace, shape: tuple[int, ...]) -> dict:
     }
 
 
+def refuse_to_overwrite(args: argparse.Namespace) -> None:
+    """Stop before touching a MAPS that holds this split already, or other settings."""
+    if (args.maps / f"split-{args.split}").exists():
+        raise SystemExit(f"{args.maps} already holds split {args.split}; choose another MAPS.")
+    record = args.maps / "maps.json"
+    if record.is_file():
+        wanted = maps_json(args, tuple(json.loads(record.read_text()).get("input_size", [1])[1:]))
+        if json.loads(record.read_text()) != wanted:
+            raise SystemExit(f"{record} holds other settings; choose another MAPS.")
+
+
 def main() -> None:
     args = parse()
     tune_allocator()  # as the neuromask command does: CPU steps about twice as fast
+    refuse_to_overwrite(args)
     torch.manual_seed(args.seed)
     train, validation = read_split_folder(args.split_dir, [args.split]).folds[args.split]
     x, y = images_and_labels(args.caps, train)

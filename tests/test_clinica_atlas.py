@@ -171,3 +171,13 @@ def test_participant_errors_show_plain_values(tmp_path):
     table.assign(diagnosis="AD").to_csv(tmp_path / "p.tsv", sep="\t", index=False)
     with pytest.raises(TableError, match=r"age '-5\.0' is not") as err:
         read_participants(tmp_path / "p.tsv")
+
+
+def test_a_wheel_inside_the_installed_atlas_is_never_deleted(fake_wheel, home):
+    code, output = run("atlas", "install-clinica", "--wheel", fake_wheel)
+    assert code == 0, output
+    inside = home / "atlases" / "clinica-AAL2" / fake_wheel.name
+    inside.write_bytes(fake_wheel.read_bytes())
+    code, output = run("atlas", "install-clinica", "--wheel", inside)
+    assert code == 1 and "Traceback" not in output
+    assert inside.is_file()

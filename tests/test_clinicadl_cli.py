@@ -173,7 +173,7 @@ def test_clinicadl_single_split_folder(tiny_training, tmp_path):
     shutil.copy(layout.fold_tsv(0, "validation"), single / "validation_baseline.tsv")
     folder = read_split_folder(single)
     assert folder.kind == CLINICADL_SINGLE and list(folder.folds) == [0]
-    assert "one split" in folder.describe()
+    assert "one split" in SplitLayout(single).describe()
 
 
 def test_clinicadl_folder_with_missing_files(tiny_training, tmp_path):

@@ -60,14 +60,13 @@ def train(
     model_best_loss.safetensors, config.json, training.tsv and validation_predictions.tsv.
     Rerun the same command after an interruption to resume.
     """
-    from neuromask.io.layout import LAYOUT_FILES, SplitLayout
+    from neuromask.io.layout import SplitLayout
     from neuromask.train.config import load_train_config
     from neuromask.train.cross_validation import train_splits
 
     config = load_train_config(config_path)
     if split_dir.is_dir() and SplitLayout(split_dir).splits():
-        kind = SplitLayout(split_dir).kind()
-        console.print(f"Split folder {split_dir}: {kind} layout ({LAYOUT_FILES[kind]}).")
+        console.print(SplitLayout(split_dir).describe())
     results = train_splits(
         caps,
         split_dir,

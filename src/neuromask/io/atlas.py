@@ -118,15 +118,19 @@ def load_aal2(grid: Grid) -> Atlas:
     return _load_aal2_cached(grid.shape, grid.affine.tobytes())
 
 
+def aal2_rois() -> pd.DataFrame:
+    """AAL2's ROIs, ``roi_value`` and ``roi_name``, in its own order."""
+    table = pd.read_csv(aal2_files()[1])
+    return pd.DataFrame(
+        {"roi_value": table["index"].astype(int), "roi_name": table["name"].astype(str)}
+    )
+
+
 @lru_cache(maxsize=8)
 def _load_aal2_cached(shape: tuple[int, int, int], affine_bytes: bytes) -> Atlas:
     grid = Grid(shape, np.frombuffer(affine_bytes, dtype=np.float64).reshape(4, 4))
-    nifti, labels_csv = aal2_files()
-    table = pd.read_csv(labels_csv)
-    rois = pd.DataFrame(
-        {"roi_value": table["index"].astype(int), "roi_name": table["name"].astype(str)}
-    )
-    atlas = _build(name="AAL2", img=nib.load(nifti), rois=rois, grid=grid)  # type: ignore[arg-type]
+    nifti = aal2_files()[0]
+    atlas = _build(name="AAL2", img=nib.load(nifti), rois=aal2_rois(), grid=grid)  # type: ignore[arg-type]
     atlas.labels.setflags(write=False)
     return atlas
 
@@ -164,12 +168,11 @@ def load_clinica_aal2(grid: Grid) -> Atlas:
             "(it takes the atlas from a clinica wheel, without installing Clinica)."
         )
     rois = read_atlas_table(files[1])
-    names = load_aal2(grid).rois.set_index("roi_value")["roi_name"]
+    names = aal2_rois().set_index("roi_value")["roi_name"]
     rois["roi_name"] = [
         names.get(v, n) for v, n in zip(rois["roi_value"], rois["roi_name"], strict=True)
     ]
-    atlas = _build(name="AAL2 (Clinica)", img=nib.load(files[0]), rois=rois, grid=grid)  # type: ignore[arg-type]
-    return atlas
+    return _build(name="AAL2 (Clinica)", img=nib.load(files[0]), rois=rois, grid=grid)  # type: ignore[arg-type]
 
 
 def named_atlas(name: str, grid: Grid) -> Atlas:

@@ -102,11 +102,12 @@ def _check(folder: Path) -> None:
     except Exception:  # nibabel's errors vary with the damage
         raise ImageError(f"The atlas NIfTI of the wheel cannot be read ({FILES[0]}).") from None
     table = read_atlas_table(folder / FILES[1])
-    unknown = sorted(set(np.unique(labels).astype(int)) - {0, *table["roi_value"].tolist()})
-    if labels.ndim != 3 or unknown:
+    if labels.ndim != 3:
+        raise AtlasInstallError(f"The atlas of the wheel is not a 3D image ({FILES[0]}).")
+    unknown = sorted(set(np.unique(labels).astype(int).tolist()) - {0, *table["roi_value"]})
+    if unknown:
         raise AtlasInstallError(
-            f"The atlas of the wheel is not a 3D label image described by its TSV "
-            f"(labels without a row: {unknown[:5]})."
+            f"The atlas of the wheel has labels that its TSV does not name: {unknown[:5]}."
         )
 
 
@@ -127,7 +128,8 @@ def install_clinica_aal2(
             if not source.is_file():
                 raise MissingFileError(f"Wheel {source} does not exist.")
         target.parent.mkdir(parents=True, exist_ok=True)
-        with staged_output_dir(target, overwrite=True, marker=RECORD) as stage:
+        inputs = [] if wheel is None else [source]
+        with staged_output_dir(target, overwrite=True, marker=RECORD, inputs=inputs) as stage:
             digests = extract_atlas(source, stage)
             _check(stage)
             record = {"wheel": source.name, "sha256": digests, "files": list(FILES)}

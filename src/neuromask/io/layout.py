@@ -126,6 +126,11 @@ class SplitLayout:
             return NEUROMASK
         return CLINICADL_KFOLD if folds else CLINICADL_SINGLE
 
+    def describe(self) -> str:
+        """One line saying which layout the folder holds, e.g. for the command line."""
+        kind = self.kind()
+        return f"Split folder {self.root}: {kind} layout ({LAYOUT_FILES[kind]})."
+
     def find_tsv(self, split: int, part: str) -> Path:
         """The table of ``part`` (``train`` or ``validation``) of split ``split`` as this
         folder holds it: ``<part>.tsv``, else ClinicaDL's ``<part>_baseline.tsv`` (what

@@ -349,8 +349,8 @@ def session_mask_job(
             PADAfter=p_after,
         )
         row = {
-            "participant_id": inputs.sessions["participant_id"][i],
-            "session_id": inputs.sessions["session_id"][i],
+            "participant_id": p,
+            "session_id": s,
             **rec,
             "p_ad_before": float(inputs.p_ad[i]),
             "p_ad_after": p_after,

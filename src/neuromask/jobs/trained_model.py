@@ -173,9 +173,8 @@ class TrainedModel:
         caps: str | os.PathLike[str] | None = None,
     ) -> TrainedModel:
         model, record = load_model(model_dir)
-        trained = cls(Path(model_dir), freeze(model, resolve_device(device)), record)
-        trained.caps = Path(caps) if caps is not None else None
-        return trained
+        folder, frozen = Path(model_dir), freeze(model, resolve_device(device))
+        return cls(folder, frozen, record, Path(caps) if caps is not None else None)
 
     @property
     def is_maps(self) -> bool:

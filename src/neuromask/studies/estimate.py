@@ -83,7 +83,7 @@ def study_sizes(config: StudyConfig, split_tables: tuple[Any, ...] | None = None
     )
 
 
-def _reset_peak(device: torch.device) -> None:
+def reset_peak(device: torch.device) -> None:
     """Start a new peak-memory measurement: the GPU's allocator statistics, or on Linux
     the process's peak resident size (``clear_refs``)."""
     if device.type == "cuda":
@@ -93,8 +93,8 @@ def _reset_peak(device: torch.device) -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
-def _peak_mb(device: torch.device) -> float:
-    """Peak memory since :func:`_reset_peak`: GPU memory allocated, or resident size."""
+def peak_mb(device: torch.device) -> float:
+    """Peak memory since :func:`reset_peak`: GPU memory allocated, or resident size."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
     try:
@@ -106,7 +106,8 @@ def _peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _timed(work: Callable[[], object], device: torch.device, repeats: int = 3) -> float:
+def timed(work: Callable[[], object], device: torch.device, repeats: int = 3) -> float:
+    """Seconds per call of ``work``, after one warm-up call."""
     work()  # warm-up
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -126,7 +127,7 @@ def calibrate(
     from neuromask.models.cnn import CNN3D
 
     out: dict[str, float] = {}
-    _reset_peak(device)
+    reset_peak(device)
     t = config.train
     model = CNN3D(t.model, shape).to(device).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
@@ -138,15 +139,15 @@ def calibrate(
         torch.nn.functional.cross_entropy(model(x), y).backward()
         optimiser.step()
 
-    out["train_step"] = _timed(train_step, device)
+    out["train_step"] = timed(train_step, device)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
-        out["infer_image"] = _timed(lambda: model(x), device) / t.batch_size
-    out["train_peak_mb"] = _peak_mb(device)
+        out["infer_image"] = timed(lambda: model(x), device) / t.batch_size
+    out["train_peak_mb"] = peak_mb(device)
     for name, mask in (("mask", config.mask), ("session", config.session_mask)):
-        _reset_peak(device)
+        reset_peak(device)
         batch = torch.rand(mask.batch_size, 1, *shape, device=device)
         settings = dataclasses.replace(mask, reference="constant", max_epochs=1, patience=1)
         explainer = MeaningfulPerturbation(model, settings, device=device, progress=False)
@@ -155,8 +156,8 @@ def calibrate(
         def mask_epoch(e: Any = explainer, b: torch.Tensor = batch, m: str = mode) -> None:
             e.attribute(b, 1, mode=m)
 
-        out[f"{name}_step"] = _timed(mask_epoch, device, 1)
-        out[f"{name}_peak_mb"] = _peak_mb(device)
+        out[f"{name}_step"] = timed(mask_epoch, device, 1)
+        out[f"{name}_peak_mb"] = peak_mb(device)
     if config.data.synthetic:
         out["data_session"] = _calibrate_data(config)
     return out
@@ -246,16 +247,17 @@ def _split_tables(ws: Any) -> tuple[Any, ...] | None:
     return train, validation, test, ind
 
 
-def _grid_shape(ws: Any) -> tuple[int, int, int]:
+def _grid_shape(ws: Any, tables: tuple[Any, ...] | None) -> tuple[int, int, int]:
+    """The study's grid: from its settings (synthetic data) or its first training image."""
+    from neuromask.errors import MissingFileError
     from neuromask.io.caps import gm_map_path
     from neuromask.io.grid import clinica_grid
     from neuromask.io.nifti import read_grid
 
     if ws.config.data.synthetic:
         return clinica_grid(ws.config.data.voxel_size).shape
-    tables = _split_tables(ws)
     if tables is None:
-        raise FileNotFoundError(f"split folder {ws.split_dir} holds no split")
+        raise MissingFileError(f"Split folder {ws.split_dir} holds no split to plan from.")
     first = tables[0].iloc[0]
     return read_grid(gm_map_path(ws.caps, first["participant_id"], first["session_id"])).shape
 
@@ -306,10 +308,13 @@ def estimate_study(names: list[str], ws: Any, storage: str, workers: int = 1) ->
                     seen.add(job.key)
                     listed.append((f"{name}: {stage.name}", job))
     device = resolve_device(ws.device)
-    unit = calibration(ws.out, ws.config, _grid_shape(ws), device)
-    sizes = study_sizes(ws.config, _split_tables(ws))
+    tables = _split_tables(ws)
+    unit = calibration(ws.out, ws.config, _grid_shape(ws, tables), device)
+    sizes = study_sizes(ws.config, tables)
     keys = [job.key for _, job in listed]
-    status = _done(storage, keys) if _has_storage(storage) else dict.fromkeys(keys, "missing")
+    local = storage.startswith("sqlite:///")
+    exists = not local or Path(storage.removeprefix("sqlite:///")).is_file()
+    status = _done(storage, keys) if exists else dict.fromkeys(keys, "missing")
     rows = [
         {"stage": stage, "job": job.key, "kind": job.spec["kind"], "status": status[job.key],
          "seconds": 0.0 if status[job.key] == "complete"
@@ -320,7 +325,7 @@ def estimate_study(names: list[str], ws: Any, storage: str, workers: int = 1) ->
     # Workers on this machine's CPU share the cores that the calibration already used:
     # they add no speed (the small preset on 2 cores: 714 s with 2 workers, 677 s with
     # one), so they count as one. On GPUs, or on other machines, each has its own.
-    shared = device.type == "cpu" and _has_storage(storage, local=True) and workers > 1
+    shared = device.type == "cpu" and local and workers > 1
     parallel = 1 if shared else workers
     summary = []
     for stage, group in table.groupby("stage", sort=False):
@@ -331,12 +336,3 @@ def estimate_study(names: list[str], ws: Any, storage: str, workers: int = 1) ->
                         "cpu_s": float(todo.sum()), "wall_s": wall})  # fmt: skip
     peaks = {k.removesuffix("_peak_mb"): v for k, v in unit.items() if k.endswith("_peak_mb")}
     return StudyPlanEstimate(table, pd.DataFrame(summary), peaks, workers, shared)
-
-
-def _has_storage(storage: str, local: bool = False) -> bool:
-    """Whether ``storage`` holds a study already (a SQLite file that exists, or any
-    server); with ``local``, whether it is a SQLite file, which only this machine's
-    workers share."""
-    if storage.startswith("sqlite:///"):
-        return local or Path(storage.removeprefix("sqlite:///")).is_file()
-    return not local

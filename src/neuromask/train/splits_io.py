@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from neuromask.errors import MissingFileError, TableError
-from neuromask.io.layout import CLINICADL_SINGLE, LAYOUT_FILES, NEUROMASK, SplitLayout
+from neuromask.io.layout import CLINICADL_SINGLE, NEUROMASK, SplitLayout
 from neuromask.io.participants import ALL_COLUMNS, read_participants
 
 
@@ -21,10 +21,6 @@ class SplitFolder:
     folds: dict[int, tuple[pd.DataFrame, pd.DataFrame]]
     #: The layout found (:meth:`~neuromask.io.layout.SplitLayout.kind`).
     kind: str = NEUROMASK
-
-    def describe(self) -> str:
-        """One line saying which layout was found, e.g. for the command line."""
-        return f"Split folder {self.path}: {self.kind} layout ({LAYOUT_FILES[self.kind]})."
 
 
 def available_splits(split_dir: str | os.PathLike[str]) -> list[int]:
