@@ -9,7 +9,8 @@ Prints one table (and writes it as TSV with --out):
 - a group-mask step (default settings) over its floor, the CNN's forward and backward to
   the input on the same batch, batch 1 and 8;
 - session masks, 8 at once against one by one (default session settings, 3 epochs each):
-  masks per second and the ratio;
+  masks per second and the ratio; and with ``--batch-size auto`` (as many as the free
+  memory holds) on 32 images;
 - the peak device memory of each (CUDA only).
 
 On the Clinica grid (1.5 mm, 121 x 145 x 121) by default; ``--smoke`` uses the 6 mm grid,
@@ -110,6 +111,19 @@ def session_rows(device, shape, n_masks):
                      "value": rates[batch], "unit": "masks/s", "peak_MB": peak})  # fmt: skip
     rows.append({"check": "session masks", "setting": f"{n_masks} at once / one by one",
                  "value": rates[n_masks] / rates[1], "unit": "ratio", "peak_MB": float("nan")})  # fmt: skip
+    # --batch-size auto: as many as the free memory holds (1 on the CPU), on 4 times the
+    # images so that a large batch can show
+    many = x.repeat(4, 1, 1, 1, 1)
+    config = dataclasses.replace(mask_preset("session"), reference="constant",
+                                 batch_size=0, max_epochs=3, patience=3)  # fmt: skip
+    explainer = MeaningfulPerturbation(model, config, device=device, progress=False)
+    chosen = []
+    seconds, peak = timed(
+        device, lambda: chosen.append(explainer.attribute(many, 1, mode="session")[1]), 1
+    )
+    batch = chosen[-1].config.batch_size
+    rows.append({"check": "session masks", "setting": f"auto ({batch} at once) / one by one",
+                 "value": len(many) / seconds / rates[1], "unit": "ratio", "peak_MB": peak})  # fmt: skip
     return rows
 
 

@@ -1,15 +1,17 @@
 """Does the default group mask show what the CNN uses? Every method on fresh cohorts.
 
 Usage: python benchmarks/localisation_suite.py OUT [--cohorts NAME,NAME] [--jobs 2]
-           [--masks group,group-mu,group-sufficient,voxel] [--rescore]
+           [--masks group,group-coarse,group-mu,group-sufficient,voxel] [--rescore]
 
 Each cohort is made, quality-checked, split and trained through the `neuromask`
 command, as a user would (`synth`, `qc`, `split`, `train --split 0`; 120 subjects per
-class); its group masks too (`neuromask mask group ...`: the defaults, `--preset
-group-mu`, the same coarse mask with mu = 1 at 5 %, the defaults before the healthy
-reference, `--preset group-sufficient`, the defaults grown to 4 and 8 % until the mask
-fools the CNN, and `--preset voxel`, the voxel-level mask, all capped at 40 epochs per
-area), on the sessions of the first 24 AD subjects of split 0's training set. The baselines (occlusion with cubes of
+class); its group masks too (`neuromask mask group ...`: the defaults, 20 epochs of the
+coarse mask and 10 of the fine stage; `--preset group-coarse`, the coarse mask alone,
+the defaults before the fine stage; `--preset group-mu`, the coarse mask with mu = 1 at
+5 %, the defaults before the healthy reference; `--preset group-sufficient`, the coarse
+mask grown to 4 and 8 % until it fools the CNN; these three at most 40 epochs per area;
+and `--preset voxel`, the voxel-level mask, capped at 40 epochs), on the sessions of the
+first 24 AD subjects of split 0's training set. The baselines (occlusion with cubes of
 24 mm, integrated gradients with 16 steps, AAL2 ROI ablation) run through the library on
 the first six correctly classified validation AD sessions, which also score every map:
 
@@ -82,12 +84,14 @@ COHORTS: dict[str, list[str]] = {
 #: The masks compared: label -> (`neuromask mask group --preset`, settings on top of it).
 MASKS: dict[str, tuple[str, dict[str, object]]] = {
     "group": ("group", {}),
+    "group-coarse": ("group-coarse", {}),
     "group-mu": ("group-mu", {}),
     "group-sufficient": ("group-sufficient", {}),
-    "voxel": ("voxel", {}),
+    "voxel": ("voxel", {"max_epochs": 40}),
 }
 LABELS = {
     "group": "mask (group, default)",
+    "group-coarse": "mask (group-coarse: no fine stage)",
     "group-mu": "mask (group-mu: mu = 1, 5 %)",
     "group-sufficient": "mask (group-sufficient: 2, 4 or 8 %)",
     "voxel": "mask (voxel)",
@@ -121,7 +125,7 @@ def prepare(folder: Path, options: list[str]) -> None:
 
 
 def mask(folder: Path, label: str) -> tuple[Path, float]:
-    """`neuromask mask group` with the preset of ``label`` (40 epochs at most); its folder
+    """`neuromask mask group` with the preset of ``label``; its folder
     and time (an interrupted job resumes)."""
     out = folder / f"mask-{label}"
     timing = out.parent / f"mask-{label}.seconds"
@@ -134,7 +138,7 @@ def mask(folder: Path, label: str) -> tuple[Path, float]:
         )
     if not (out / "result.json").is_file():
         settings = folder / f"mask-{label}.toml"
-        settings.write_text(tomli_w.dumps({"max_epochs": 40, **MASKS[label][1]}))
+        settings.write_text(tomli_w.dumps(dict(MASKS[label][1])))
         tic = time.perf_counter()
         neuromask(
             "mask", "group", folder / "models" / "split-0" / "run-0", folder / "synth" / "caps",

@@ -25,6 +25,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 # developer installed in ~/.cache/neuromask must not change the tests' atlas.
 os.environ["NEUROMASK_HOME"] = tempfile.mkdtemp(prefix="neuromask-home-")
 
+
+def pytest_unconfigure(config):
+    """Remove the tests' data folder when the session ends (it was left behind)."""
+    import shutil
+
+    shutil.rmtree(os.environ["NEUROMASK_HOME"], ignore_errors=True)
+
+
 TINY = SynthConfig(voxel_size=6.0, subjects_per_class=8, sessions=(1, 3), qc_failures=3, seed=0)
 
 

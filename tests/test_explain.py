@@ -106,8 +106,8 @@ def test_bad_hyperparameters_are_refused():
             MaskConfig(**kwargs)
     with pytest.raises(
         ParameterError,
-        match="valid names: group, group-mu, group-sufficient, voxel, paper, small-cohort, "
-        "session, paper-session",
+        match="valid names: group, group-coarse, group-mu, group-sufficient, voxel, paper, "
+        "small-cohort, session, paper-session",
     ):
         mask_preset("huge")
 
@@ -153,7 +153,9 @@ def test_group_mask_finds_the_planted_block_and_fools_the_cnn(planted_model):
 
 def test_group_mask_resumes_to_the_same_mask(planted_model, tmp_path):
     model, train, validation = planted_model
-    config = MaskConfig(max_epochs=5, patience=5, batch_size=4, seed=3, reference="constant")
+    config = MaskConfig(
+        max_epochs=5, patience=5, batch_size=4, seed=3, reference="constant", refine_epochs=0
+    )
     straight, _ = MeaningfulPerturbation(model, config).attribute(train, 1, validation=validation)
 
     def interrupt(epoch):

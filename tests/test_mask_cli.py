@@ -53,10 +53,13 @@ def test_group_mask_outputs(tiny_model, tiny_training, settings, tmp_path):
     np.testing.assert_array_equal(img.affine, clinica_grid(6.0).affine)
     mask = np.asarray(img.dataobj)
     raw = np.asarray(nib.load(out / "mask_raw.nii.gz").dataobj)
-    assert mask.min() >= 0 and mask.max() <= 1 and not ((mask > 0.95) & (mask < 1)).any()
-    np.testing.assert_array_equal(mask, np.where(raw > 0.95, 1, raw))
+    # the defaults refine the coarse mask: below 0.95 the fine mask; where it keeps a
+    # voxel, 1 % of the coarse mask's depth (values in [0.99, 1]), in both files
+    assert mask.min() >= 0 and mask.max() <= 1 and not ((mask > 0.95) & (mask < 0.99)).any()
+    np.testing.assert_array_equal(mask, raw)
     history = pd.read_csv(out / "history.tsv", sep="\t")
-    assert len(history) == 4
+    stages = history["stage"].value_counts()
+    assert stages["coarse"] == 4 and 1 <= stages["fine"] <= 10
     for column in (
         "train_total",
         "train_size",
@@ -78,7 +81,7 @@ def test_group_mask_outputs(tiny_model, tiny_training, settings, tmp_path):
     )
     result = json.loads((out / "result.json").read_text())
     assert result["mask"]["max_epochs"] == 4 and result["n_validation"] > 0
-    assert not (out / "checkpoint.pt").exists()
+    assert not list(out.glob("checkpoint*.pt"))  # the fine stage's checkpoint too
     top = pd.read_csv(out / "top_rois.tsv", sep="\t")
     assert top["rank"].tolist() == [1, 2, 3, 4, 5] and top["density"].is_monotonic_decreasing
     assert (out / "mask.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -88,6 +91,24 @@ def test_group_mask_outputs(tiny_model, tiny_training, settings, tmp_path):
             sidecar["Job"]["mask"]["max_epochs"] == 4 and sidecar["Model"]["Source"] == "neuromask"
         )
         assert sidecar["GeneratedBy"][0]["Name"] == "neuromask" and sidecar["Sources"]
+
+
+def test_coarse_group_mask_is_thresholded(tiny_model, tiny_training, settings, tmp_path):
+    """--preset group-coarse (no fine stage): mask.nii.gz is the raw mask with every value
+    above 0.95 set to 1."""
+    t = tiny_training
+    out = tmp_path / "coarse"
+    code, output = run(
+        "mask", "group", tiny_model, t["caps"], t["split"] / "split-0" / "train.tsv", out,
+        "--preset", "group-coarse", "--config", settings / "group.toml", "--quiet",
+    )  # fmt: skip
+    assert code == 0, output
+    mask = np.asarray(nib.load(out / "mask.nii.gz").dataobj)
+    raw = np.asarray(nib.load(out / "mask_raw.nii.gz").dataobj)
+    assert not ((mask > 0.95) & (mask < 1)).any()
+    np.testing.assert_array_equal(mask, np.where(raw > 0.95, 1, raw))
+    history = pd.read_csv(out / "history.tsv", sep="\t")
+    assert len(history) == 4 and "stage" not in history
 
 
 def test_group_mask_with_a_growing_area(tiny_model, tiny_training, tmp_path):

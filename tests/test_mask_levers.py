@@ -141,9 +141,9 @@ def test_reference_image_is_required_checked_and_refused_when_unused(planted_mod
     with pytest.raises(ParameterError, match="reference image"):
         wrong.attribute(train, 1)
     with pytest.raises(ParameterError, match="jitter applies to group masks"):
-        MeaningfulPerturbation(model, MaskConfig(jitter=1, reference="constant")).attribute(
-            train, 1, mode="session"
-        )
+        MeaningfulPerturbation(
+            model, MaskConfig(jitter=1, reference="constant", refine_epochs=0)
+        ).attribute(train, 1, mode="session")
 
 
 def test_cn_reference_of_ones_equals_the_constant_one(planted_model):
@@ -190,21 +190,28 @@ def interrupted_and_resumed(explainer, train, validation, tmp_path, at_epoch):
 
 def test_presets_are_pinned():
     """The paper's method must not move when the defaults do; the defaults are the
-    coarse area-constrained mask with the healthy reference; ``group-mu`` is the same
-    mask with mu = 1 at 5 % (round 3's defaults); ``voxel`` and ``session`` are
-    voxel-level with mu = 1."""
+    coarse area-constrained mask with the healthy reference, refined at the images'
+    resolution; ``group-coarse`` is that mask without the fine stage (rounds 4-5's
+    defaults); ``group-mu`` is the coarse mask with mu = 1 at 5 % (round 3's defaults);
+    ``voxel`` and ``session`` are voxel-level with mu = 1."""
     group, voxel = mask_preset("group"), mask_preset("voxel")
     assert group == MaskConfig()
-    assert (group.area, group.upsample, group.max_epochs) == (0.02, 2, 40)
-    assert group.reference == "healthy" and mask_preset("small-cohort").reference == "healthy"
+    assert (group.area, group.upsample, group.max_epochs) == (0.02, 2, 20)
+    assert (group.refine_epochs, group.refine_dilation, group.refine_lambda2) == (10, 1, 3e-3)
+    assert group.refines and group.reference == "healthy"
+    assert mask_preset("small-cohort").reference == "healthy"
+    coarse = mask_preset("group-coarse")
+    assert dataclasses.replace(coarse, refine_epochs=10, max_epochs=20) == group
+    assert not coarse.refines and coarse.max_epochs == 40
     mu = mask_preset("group-mu")
     assert (mu.area, mu.upsample, mu.reference) == (0.05, 2, "constant")
-    assert dataclasses.replace(mu, area=0.02, reference="healthy") == group
+    assert dataclasses.replace(mu, area=0.02, reference="healthy") == coarse
     sufficient = mask_preset("group-sufficient")
     assert group.larger_areas == () and sufficient.larger_areas == (0.04, 0.08)
-    assert dataclasses.replace(sufficient, larger_areas=()) == group
+    assert dataclasses.replace(sufficient, larger_areas=()) == coarse
     assert sufficient.fooled_below == 0.05
     assert all(not mask_preset(n).larger_areas for n in ("voxel", "session", "paper"))
+    assert not any(mask_preset(n).refines for n in ("voxel", "session", "paper"))
     assert (voxel.area, voxel.upsample, voxel.max_epochs) == (0.0, 1, 150)
     assert voxel.reference == mask_preset("session").reference == "constant"
     assert (voxel.lambda1, voxel.lambda2, voxel.score) == (1e-3, 1e-3, "logit")
@@ -240,10 +247,11 @@ PAPER = {
     "step_scaling": "voxel",
     "larger_areas": (),
     "precision": "float32",
+    "refine_epochs": 0,
 }
 #: Fields that do nothing in the paper's setting (the margin hinge, the area weight,
-#: the bar of a growing area).
-INERT = {"margin", "area_weight", "fooled_below"}
+#: the bar of a growing area, the fine stage's dilation and smoothness weight).
+INERT = {"margin", "area_weight", "fooled_below", "refine_dilation", "refine_lambda2"}
 
 
 @pytest.mark.parametrize(
@@ -409,7 +417,7 @@ def test_the_area_grows_until_the_mask_fools_the_cnn_and_resumes(planted_model, 
     """Areas are tried in turn, each from the mask found so far, until the masked
     validation P(AD) falls below fooled_below; an interrupted run resumes to the same."""
     model, train, validation = planted_model
-    base = MaskConfig(area=0.01, max_epochs=4, patience=4, batch_size=4)
+    base = MaskConfig(area=0.01, max_epochs=4, patience=4, batch_size=4, refine_epochs=0)
     sessions = healthy_sessions()
     never = dataclasses.replace(base, larger_areas=(0.03, 0.06), fooled_below=1e-9)
     _, result = MeaningfulPerturbation(model, never, reference=sessions).attribute(

@@ -3,6 +3,7 @@ calibrated estimate, without running anything."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -54,13 +55,28 @@ def test_job_costs_count_their_units():
     assert job_seconds("evaluate", {"name": "test"}, config, sizes, unit) == pytest.approx(1.2)
     assert job_seconds("data", {}, config, sizes, unit) == pytest.approx(50.0)
     m = config.mask
-    group = m.max_epochs * ((20 + m.batch_size - 1) // m.batch_size * 2.0 + 5 * 0.1)
+    assert m.refine_epochs > 0  # the fine stage's epochs are counted too
+    epochs = m.max_epochs + m.refine_epochs
+    group = epochs * ((20 + m.batch_size - 1) // m.batch_size * 2.0 + 5 * 0.1)
     assert job_seconds("group_mask", {"cohort": "adni"}, config, sizes, unit) == pytest.approx(
         group
+    )
+    # a job's own settings decide its epochs: a grid point of the voxel-level mask has no
+    # fine stage, a growing area counts each area's epochs
+    grid_point = {"cohort": "adni", "mask": {"max_epochs": 7, "upsample": 1, "area": 0.0}}
+    point = 7 * ((20 + m.batch_size - 1) // m.batch_size * 2.0 + 5 * 0.1)
+    assert job_seconds("group_mask", grid_point, config, sizes, unit) == pytest.approx(point)
+    grown = dataclasses.replace(config, mask=dataclasses.replace(m, larger_areas=(0.04, 0.08)))
+    assert job_seconds("group_mask", {"cohort": "adni"}, grown, sizes, unit) == pytest.approx(
+        group / epochs * (3 * m.max_epochs + m.refine_epochs)
     )
     s = config.session_mask
     sessions = (15 + s.batch_size - 1) // s.batch_size * s.max_epochs * 3.0
     assert job_seconds("sessions", {}, config, sizes, unit) == pytest.approx(sessions)
+    # an automatic session batch (0) is counted one mask at a time
+    auto = dataclasses.replace(config, session_mask=dataclasses.replace(s, batch_size=0))
+    one_by_one = 15 * s.max_epochs * 3.0
+    assert job_seconds("sessions", {}, auto, sizes, unit) == pytest.approx(one_by_one)
 
 
 def test_synthetic_sizes_follow_the_settings():

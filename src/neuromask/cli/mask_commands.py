@@ -36,8 +36,9 @@ _COMMON = [
         type=click.Path(path_type=Path),
         default=None,
         help="TOML file of mask settings (beta1, beta2, lambda1, lambda2, learning_rate, mu, "
-        "score, margin, area, area_weight, upsample, jitter, reference, step_scaling, precision, "
-        "max_epochs, patience, tolerance, batch_size, restrict_to_brain, seed; see the "
+        "score, margin, area, area_weight, upsample, refine_epochs, refine_dilation, "
+        "refine_lambda2, jitter, reference, step_scaling, precision, max_epochs, patience, "
+        "tolerance, batch_size, restrict_to_brain, seed; see the "
         "README) applied on top of the preset.",
     ),
     overwrite_option(help="Replace OUT if it holds another job's results."),
@@ -81,16 +82,26 @@ def _add_group_inputs(f, default_preset: str):
         click.option(
             "--preset",
             type=click.Choice(
-                ["group", "group-mu", "group-sufficient", "voxel", "paper", "small-cohort"]
+                [
+                    "group",
+                    "group-coarse",
+                    "group-mu",
+                    "group-sufficient",
+                    "voxel",
+                    "paper",
+                    "small-cohort",
+                ]
             ),
             default=default_preset,
             show_default=True,
             help="group: the defaults (a mask 2 times coarser than the images, smoothly "
             "upsampled, that restores 2 % of the brain to healthy tissue, max(X, a CN "
-            "training session); logit; at most 40 epochs); group-mu: the same mask deleting "
-            "5 % with mu = 1 (the defaults before); group-sufficient: the defaults, grown to "
-            "4 and then 8 % of the brain until the masked validation P(AD) falls below 0.05 "
-            "(the smallest sufficient area; up to 3 times the cost); voxel: a voxel-level "
+            "training session); logit; at most 20 epochs; then at most 10 epochs of a mask "
+            "at the images' resolution inside its region); group-coarse: the coarse mask "
+            "alone, at most 40 epochs (the defaults before the fine stage); group-mu: the "
+            "coarse mask deleting 5 % with mu = 1; group-sufficient: the coarse mask, grown "
+            "to 4 and then 8 % of the brain until the masked validation P(AD) falls below "
+            "0.05 (the smallest sufficient area; up to 3 times the cost); voxel: a voxel-level "
             "mask under the size term (lambda1 = lambda2 = 0.001, mu = 1, at most 150 "
             "epochs); paper: the "
             "paper's method exactly (f = P(AD), lambda1 0.0001, lambda2 0.01, the mask over "
@@ -122,7 +133,8 @@ def group(
 ) -> None:
     """One mask for the AD sessions of TSV that the CNN classifies correctly.
 
-    Writes OUT/mask.nii.gz (values above 0.95 set to 1), OUT/mask_raw.nii.gz,
+    Writes OUT/mask.nii.gz (values above 0.95 set to 1; after the fine stage, the
+    voxels it keeps hold 1 % of the coarse mask's depth), OUT/mask_raw.nii.gz,
     OUT/mask.png, OUT/top_rois.tsv (five densest AAL2 ROIs), OUT/history.tsv,
     OUT/selection.tsv, OUT/image_losses.tsv and OUT/result.json.
     Rerun the same command after an interruption to resume.
@@ -224,6 +236,26 @@ def group_qc(
     )
 
 
+class _BatchSize(click.ParamType):
+    """A positive integer, or ``auto`` (0: the mask setting's automatic batch)."""
+
+    name = "N|auto"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None):
+        if isinstance(value, int) or str(value).strip().lower() != "auto":
+            try:
+                number = int(str(value))
+            except ValueError:
+                self.fail(f"{value!r} is neither a positive integer nor 'auto'", param, ctx)
+            if number < 1:
+                self.fail(f"{number} is not a positive integer (or 'auto')", param, ctx)
+            return number
+        return 0
+
+
+BATCH_SIZE = _BatchSize()
+
+
 @mask.command("session")
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.argument("caps", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -231,9 +263,11 @@ def group_qc(
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=BATCH_SIZE,
     default=None,
-    help="Sessions optimised at once (one forward/backward pass). Default: the preset's.",
+    help="Sessions optimised at once (one forward/backward pass), or 'auto': as many as "
+    "the GPU's free memory holds (1 on the CPU, where batching is not faster). The masks "
+    "do not depend on it. Default: the preset's.",
 )
 @click.option(
     "--preset",

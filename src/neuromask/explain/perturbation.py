@@ -171,6 +171,12 @@ class MeaningfulPerturbation:
             brain = self.brain.reshape(1, 1, *self.brain.shape)
         self.grid_map = MaskGrid(tuple(inputs.shape[2:]), self.config.upsample, brain)
         if mode == "group":
+            if self.config.batch_size == 0:
+                raise ParameterError(
+                    "mask setting batch_size = 0 (as many as memory holds) applies to "
+                    "session masks only: a group mask's batch changes its optimisation; "
+                    "set batch_size to 1 or more"
+                )
             if validation is not None:
                 validation = self._check_inputs(validation, "validation")
             if self.config.larger_areas:
@@ -182,6 +188,18 @@ class MeaningfulPerturbation:
             else:
                 result = optimise_group_mask(
                     self, inputs, target, validation, checkpoint=checkpoint, after_epoch=after_epoch
+                )
+            if self.config.refines:
+                from neuromask.explain.refine import refine_group_mask
+
+                result = refine_group_mask(
+                    self,
+                    result,
+                    inputs,
+                    target,
+                    validation,
+                    checkpoint=checkpoint,
+                    after_epoch=after_epoch,
                 )
         elif mode == "session":
             if self.config.larger_areas:

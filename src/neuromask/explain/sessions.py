@@ -4,6 +4,7 @@ final takes the next image."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,6 +104,10 @@ def optimise_session_masks(
     """One mask per image of ``x``; ``on_mask_done(i, raw_mask, record)`` as each is final."""
     cfg = explainer.config
     n, spatial = x.shape[0], x.shape[2:]
+    if cfg.batch_size == 0:  # automatic: what the device's free memory holds
+        from neuromask.explain.batch_size import session_batch_size
+
+        cfg = dataclasses.replace(cfg, batch_size=session_batch_size(explainer, x, target))
     n_slots = min(cfg.batch_size, n)
     masks = explainer.grid_map.ones(n_slots, explainer.device)
     adam = SlotAdam(masks, cfg.learning_rate, scaling=cfg.step_scaling)
@@ -135,7 +140,7 @@ def optimise_session_masks(
             for s in finished:
                 slot = slots[s]
                 assert slot is not None
-                records[slot.image] = slot.record()
+                records[slot.image] = {**slot.record(), "batch_size": n_slots}
                 if on_mask_done is not None:
                     on_mask_done(slot.image, best_masks[slot.image], records[slot.image])
                 slots[s] = None

@@ -179,7 +179,11 @@ def group_mask_job(
         result, failure = exc.result, exc
     outputs = _write_group_outputs(out, explainer, train, validation, result)
     _group_sidecars(out, trained, tsv)
-    for done in (out / "checkpoint.pt", *out.glob("checkpoint.area-*.pt")):
+    for done in (
+        out / "checkpoint.pt",
+        *out.glob("checkpoint.area-*.pt"),
+        out / "checkpoint.refine.pt",
+    ):
         done.unlink(missing_ok=True)
     if failure is not None:
         raise failure

@@ -12,9 +12,12 @@ Each job's cost is its count of those units, from the study's sizes:
 - training: ``max_epochs`` epochs of ``ceil(n_train / batch)`` steps, plus the
   validation sessions' inference each epoch (early stopping can only make it shorter);
 - evaluation: the inference of the test or independent sessions;
-- group mask: ``max_epochs`` epochs of ``ceil(n_AD / batch)`` mask steps, plus the
-  masked validation sessions' inference each epoch;
-- session masks: ``ceil(n / batch)`` slots of masks, each ``max_epochs`` steps;
+- group mask: ``max_epochs`` (plus ``refine_epochs`` of the fine stage) epochs of
+  ``ceil(n_AD / batch)`` mask steps, plus the masked validation sessions' inference each
+  epoch;
+- session masks: ``ceil(n / batch)`` slots of masks, each ``max_epochs`` steps (an
+  automatic batch, ``batch_size = 0``, is counted as 1: exact on the CPU, an upper bound
+  on a GPU);
 - data: per-session synthesis and quality check times the cohorts' sessions.
 
 Session counts come from the split when it exists, else from the settings (synthetic:
@@ -148,8 +151,12 @@ def calibrate(
     out["train_peak_mb"] = peak_mb(device)
     for name, mask in (("mask", config.mask), ("session", config.session_mask)):
         reset_peak(device)
-        batch = torch.rand(mask.batch_size, 1, *shape, device=device)
-        settings = dataclasses.replace(mask, reference="constant", max_epochs=1, patience=1)
+        size = max(mask.batch_size, 1)  # automatic (0): counted one at a time
+        batch = torch.rand(size, 1, *shape, device=device)
+        settings = dataclasses.replace(
+            mask, reference="constant", max_epochs=1, patience=1, refine_epochs=0,
+            batch_size=size,
+        )  # fmt: skip
         explainer = MeaningfulPerturbation(model, settings, device=device, progress=False)
         mode = "group" if name == "mask" else "session"
 
@@ -182,6 +189,10 @@ def _calibrate_data(config: StudyConfig) -> float:
         return (time.perf_counter() - start) / n
 
 
+#: The settings of a group-mask job that decide how many steps it takes.
+_EPOCH_FIELDS = ("max_epochs", "refine_epochs", "batch_size", "upsample", "area")
+
+
 def job_seconds(kind: str, spec: dict[str, Any], config: StudyConfig, sizes: Sizes,
                 unit: dict[str, float]) -> float:  # fmt: skip
     """The calibrated cost of one job."""
@@ -196,15 +207,19 @@ def job_seconds(kind: str, spec: dict[str, Any], config: StudyConfig, sizes: Siz
         return n * unit["infer_image"]
     if kind == "group_mask":
         mask = config.mask if spec["cohort"] == "adni" else config.independent_mask
+        own = {k: v for k, v in spec.get("mask", {}).items() if k in _EPOCH_FIELDS}
+        mask = dataclasses.replace(mask, **own)  # the job's own settings (a grid point)
         images = sizes.train / 2 if spec["cohort"] == "adni" else sizes.independent_baseline / 2
-        steps = math.ceil(images / mask.batch_size)
+        steps = math.ceil(images / max(mask.batch_size, 1))
         ratio = unit["mask_step"] / max(config.mask.batch_size, 1) * mask.batch_size
-        return mask.max_epochs * (steps * ratio + sizes.validation / 2 * unit["infer_image"])
+        epochs = mask.max_epochs * (1 + len(mask.larger_areas))
+        if mask.refines:  # the fine stage's steps cost as the coarse ones do
+            epochs += mask.refine_epochs
+        return epochs * (steps * ratio + sizes.validation / 2 * unit["infer_image"])
     if kind == "sessions":
         s = config.session_mask
-        return (
-            math.ceil(sizes.sessions_for_masks / s.batch_size) * s.max_epochs * unit["session_step"]
-        )
+        slots = math.ceil(sizes.sessions_for_masks / max(s.batch_size, 1))
+        return slots * s.max_epochs * unit["session_step"]
     raise ValueError(f"unknown job kind {kind!r}")
 
 

@@ -52,11 +52,13 @@ def _mask_summary(ws: Workspace, out: Path, atlas, k: int = 5) -> dict:
 
     mask = ws.load_mask(out / "mask.nii.gz")
     history = pd.read_csv(out / "history.tsv", sep="\t")
+    last = history
+    if "stage" in history:  # the result is the last stage's best mask
+        last = history[history["stage"] == history["stage"].iloc[-1]]
     best = (
-        history.loc[history["validation_total"].idxmin()]
-        if "validation_total" in history
-        else history.iloc[-1]
+        last.loc[last["validation_total"].idxmin()] if "validation_total" in last else last.iloc[-1]
     )
+    keep_above = json.loads((out / "result.json").read_text())["mask"]["keep_above"]
     top = top_rois(mask, atlas, k)
     return {
         "mask": mask,
@@ -64,7 +66,8 @@ def _mask_summary(ws: Workspace, out: Path, atlas, k: int = 5) -> dict:
             f"{n} ({d:.2f})" for n, d in zip(top["roi_name"], top["density"], strict=True)
         ),
         "p_ad_masked": float(best.get("validation_probability", np.nan)),
-        "deleted_fraction": float((mask < 1).mean()),
+        # below keep_above: a fine stage's trace of the coarse mask (0.99 to 1) is kept
+        "deleted_fraction": float((mask < keep_above).mean()),
         "epochs": len(history),
     }
 

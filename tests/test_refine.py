@@ -1,0 +1,138 @@
+"""Coarse to fine (mask setting refine_epochs): the fine stage deletes only inside the
+coarse mask's dilated region, the same volume, keeps a trace of the coarse rank, finds the
+planted block, resumes to the same mask, and its settings are checked."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from conftest import PLANTED_SHAPE as SHAPE
+from conftest import planted_healthy_sessions as healthy_sessions
+from neuromask.errors import ParameterError
+from neuromask.explain import MaskConfig, MeaningfulPerturbation, mask_preset
+from neuromask.explain.refine import (
+    COARSE_TRACE,
+    dilate,
+    refine_checkpoint,
+    refine_region,
+    with_coarse_trace,
+)
+
+CONFIG = MaskConfig(area=0.06, max_epochs=6, patience=6, batch_size=4, refine_epochs=6)
+
+
+def block() -> np.ndarray:
+    inside = np.zeros(SHAPE, bool)
+    inside[:3, :3, :3] = True
+    return inside
+
+
+def test_dilation_and_region():
+    one = torch.zeros(SHAPE, dtype=torch.bool)
+    one[3, 4, 4] = True
+    assert int(dilate(one, 1).sum()) == 27 and int(dilate(one, 2).sum()) == 125
+    assert torch.equal(dilate(one, 0), one)
+    raw = torch.ones(1, 1, *SHAPE)
+    raw[0, 0, 3, 4, 4] = 0.2
+    brain = torch.ones(SHAPE, dtype=torch.bool)
+    brain[:, :, 5:] = False
+    region = refine_region(raw, 0.95, 1, brain)
+    assert int(region.sum()) == 18  # the 3 x 3 x 3 cube, cut by the brain at z = 5
+    assert refine_checkpoint("out/mask.pt").name == "mask.refine.pt"
+    assert refine_checkpoint(None) is None
+
+
+def test_coarse_trace_keeps_the_fine_deletion_and_ranks_the_rest():
+    fine = torch.tensor([0.1, 1.0, 1.0, 0.97])
+    coarse = torch.tensor([0.0, 0.2, 1.0, 0.6])
+    out = with_coarse_trace(fine, coarse, 0.95)
+    torch.testing.assert_close(out, torch.tensor([0.1, 1 - 0.8 * COARSE_TRACE, 1.0, 0.996]))
+    assert out[1] < out[2]  # deleted by the coarse mask: ranks above a voxel it kept
+    assert (out[1:] >= 1 - COARSE_TRACE).all()  # barely perturbed
+
+
+def test_fine_stage_moves_the_deletion_within_the_coarse_region(planted_model):
+    model, train, validation = planted_model
+    sessions = healthy_sessions()
+    _, coarse = MeaningfulPerturbation(
+        model, dataclasses.replace(CONFIG, refine_epochs=0), reference=sessions
+    ).attribute(train, 1, validation=validation)
+    explainer = MeaningfulPerturbation(model, CONFIG, reference=sessions)
+    masks, result = explainer.attribute(train, 1, validation=validation)
+    m = masks[0, 0]
+    deleted = m < CONFIG.keep_above
+    region = ndimage.binary_dilation(  # computed apart from the library's dilation
+        coarse.raw_masks[0, 0].numpy() < CONFIG.keep_above, structure=np.ones((3, 3, 3))
+    )
+    region = torch.as_tensor(region)
+    assert region.sum() < 0.8 * region.numel()  # a region, not the whole grid
+    assert deleted.any() and not bool((deleted & ~region).any())
+    assert bool((m[~deleted] >= 1 - COARSE_TRACE).all())
+    # the same volume as the coarse mask's area constraint, give or take its softness
+    assert float((1 - m).sum()) == pytest.approx(CONFIG.area * m.numel(), rel=0.5)
+    assert list(result.history["stage"].unique()) == ["coarse", "fine"]
+    assert result.config == CONFIG and result.best_epoch >= len(coarse.history)
+    # the planted block: deleted more densely than the rest, and the fine stage's share
+    # of the deletion inside it is at least the coarse mask's
+    inside = torch.as_tensor(block())
+    fine_deletion, coarse_deletion = 1 - m, 1 - coarse.masks[0, 0]
+    assert fine_deletion[inside].mean() > 3 * fine_deletion[~inside].mean()
+    share = float(fine_deletion[inside].sum() / fine_deletion.sum())
+    assert share >= float(coarse_deletion[inside].sum() / coarse_deletion.sum()) - 1e-6
+    assert explainer.probabilities(validation, 1, masks).mean() < 0.5
+
+
+def test_fine_stage_resumes_to_the_same_mask(planted_model, tmp_path):
+    model, train, validation = planted_model
+    sessions = healthy_sessions()
+    straight, _ = MeaningfulPerturbation(model, CONFIG, reference=sessions).attribute(
+        train, 1, validation=validation
+    )
+    explainer = MeaningfulPerturbation(model, CONFIG, reference=sessions)
+
+    def interrupt(epoch: int) -> None:
+        if epoch == 7:  # the fine stage's second epoch (the coarse stage ran 6)
+            raise KeyboardInterrupt
+
+    checkpoint = tmp_path / "c.pt"
+    with pytest.raises(KeyboardInterrupt):
+        explainer.attribute(
+            train, 1, validation=validation, checkpoint=checkpoint, after_epoch=interrupt
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "c.refine.pt"]
+    resumed, _ = explainer.attribute(train, 1, validation=validation, checkpoint=checkpoint)
+    assert torch.equal(straight, resumed)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"refine_epochs": -1}, "refine_epochs must be >= 0"),
+        ({"refine_dilation": -2}, "refine_dilation must be >= 0 voxels"),
+        ({"refine_lambda2": -1.0}, "refine_lambda2 must be >= 0"),
+        ({"refine_lambda2": float("nan")}, "refine_lambda2 must be >= 0"),
+    ],
+)
+def test_refine_settings_are_checked(fields, message):
+    with pytest.raises(ParameterError, match=message):
+        MaskConfig(**fields)
+
+
+def test_only_coarse_area_constrained_group_masks_are_refined(planted_model):
+    model, train, validation = planted_model
+    assert MaskConfig().refines and not MaskConfig(refine_epochs=0).refines
+    assert not MaskConfig(upsample=1).refines and not MaskConfig(area=0.0).refines
+    voxel = dataclasses.replace(mask_preset("voxel"), refine_epochs=5, max_epochs=2)
+    _, result = MeaningfulPerturbation(model, voxel).attribute(train, 1, validation=validation)
+    assert "stage" not in result.history and len(result.history) == 2
+    # session masks never get the fine stage, whatever refine_epochs says
+    session = dataclasses.replace(CONFIG, max_epochs=2, patience=2)
+    _, result = MeaningfulPerturbation(model, session, reference=healthy_sessions()).attribute(
+        train[:2], 1, mode="session"
+    )
+    assert (result.history["epochs"] == 2).all()
