@@ -15,10 +15,10 @@ from conftest import PLANTED_SHAPE as SHAPE
 from conftest import planted_healthy_sessions as healthy_sessions
 from neuromask.errors import ParameterError
 from neuromask.explain import MaskConfig, MeaningfulPerturbation, mask_preset
+from neuromask.explain.extremal import stage_checkpoint
 from neuromask.explain.refine import (
     COARSE_TRACE,
     dilate,
-    refine_checkpoint,
     refine_region,
     with_coarse_trace,
 )
@@ -43,8 +43,8 @@ def test_dilation_and_region():
     brain[:, :, 5:] = False
     region = refine_region(raw, 0.95, 1, brain)
     assert int(region.sum()) == 18  # the 3 x 3 x 3 cube, cut by the brain at z = 5
-    assert refine_checkpoint("out/mask.pt").name == "mask.refine.pt"
-    assert refine_checkpoint(None) is None
+    assert stage_checkpoint("out/mask.pt", "refine").name == "mask.refine.pt"
+    assert stage_checkpoint(None, "refine") is None
 
 
 def test_coarse_trace_keeps_the_fine_deletion_and_ranks_the_rest():

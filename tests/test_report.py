@@ -176,3 +176,19 @@ def test_reproduction_tables_print_the_studies_own_numbers(finished_study):
     assert f"| test BA (folds) | {cell} | {cell} |" in run.stdout
     for heading in ("Intra- vs inter-subject", "Folds vs re-runs", "neighbouring"):
         assert heading in run.stdout
+
+
+def test_figures_do_not_print_font_fallbacks(tmp_path):
+    """Mathtext fonts missing from a bare machine made matplotlib print a fallback line
+    per figure (21 in one demo); the figures module keeps it quiet."""
+    import subprocess
+    import sys
+
+    code = (
+        "import neuromask.figures.plotting as p, matplotlib.pyplot as plt\n"
+        "fig = plt.figure(); fig.text(0.1, 0.1, r'$\\beta_1$', math_fontfamily='stix')\n"
+        f"p.save_figure(fig, {str(tmp_path / 'f.png')!r})\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "findfont" not in out.stderr
+    assert (tmp_path / "f.png").is_file()

@@ -38,12 +38,13 @@ if TYPE_CHECKING:
     from neuromask.explain.perturbation import MeaningfulPerturbation, PerturbationResult
 
 
-def stage_checkpoint(checkpoint: str | os.PathLike[str] | None, stage: int) -> Path | None:
-    """The checkpoint of the ``stage``-th area (``mask.pt`` -> ``mask.area-1.pt``)."""
+def stage_checkpoint(checkpoint: str | os.PathLike[str] | None, stage: str) -> Path | None:
+    """The checkpoint of one stage of a group mask: ``mask.pt`` -> ``mask.<stage>.pt``
+    (``area-1`` for the second area, ``refine`` for the fine stage)."""
     if checkpoint is None:
         return None
     path = Path(checkpoint)
-    return path.with_name(f"{path.stem}.area-{stage}{path.suffix}")
+    return path.with_name(f"{path.stem}.{stage}{path.suffix}")
 
 
 def optimise_growing_area(
@@ -78,7 +79,7 @@ def optimise_growing_area(
             x,
             target,
             validation,
-            checkpoint=stage_checkpoint(checkpoint, stage),
+            checkpoint=stage_checkpoint(checkpoint, f"area-{stage}"),
             after_epoch=shifted,
             initial=initial,
         )

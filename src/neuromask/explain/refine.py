@@ -28,13 +28,13 @@ import copy
 import dataclasses
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from neuromask.explain.extremal import stage_checkpoint
 from neuromask.explain.group import optimise_group_mask
 from neuromask.explain.parametrisation import MaskGrid
 
@@ -46,14 +46,6 @@ COARSE_TRACE = 0.01
 
 if TYPE_CHECKING:
     from neuromask.explain.perturbation import MeaningfulPerturbation, PerturbationResult
-
-
-def refine_checkpoint(checkpoint: str | os.PathLike[str] | None) -> Path | None:
-    """The fine stage's checkpoint (``mask.pt`` -> ``mask.refine.pt``)."""
-    if checkpoint is None:
-        return None
-    path = Path(checkpoint)
-    return path.with_name(f"{path.stem}.refine{path.suffix}")
 
 
 def dilate(region: torch.Tensor, voxels: int) -> torch.Tensor:
@@ -121,7 +113,7 @@ def refine_group_mask(
         x,
         target,
         validation,
-        checkpoint=refine_checkpoint(checkpoint),
+        checkpoint=stage_checkpoint(checkpoint, "refine"),
         after_epoch=shifted,
         initial=start,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -9,6 +10,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+# Mathtext asks for fonts (STIX, Computer Modern) that a bare machine lacks; matplotlib
+# falls back to DejaVu Sans and says so on every figure: 21 lines in one demo's output.
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
