@@ -136,3 +136,21 @@ def test_only_coarse_area_constrained_group_masks_are_refined(planted_model):
         train[:2], 1, mode="session"
     )
     assert (result.history["epochs"] == 2).all()
+
+
+def test_fine_stage_after_a_growing_area_keeps_the_last_area(planted_model):
+    """After areas 0.02, 0.04 and 0.08 (none fooled the CNN below 1e-9), the fine stage
+    deletes the 8 % the coarse mask ended with, not the first area's 2 %."""
+    model, train, validation = planted_model
+    config = dataclasses.replace(
+        CONFIG, area=0.02, larger_areas=(0.04, 0.08), fooled_below=1e-9, max_epochs=3,
+        patience=3, refine_epochs=3,
+    )  # fmt: skip
+    masks, result = MeaningfulPerturbation(model, config, reference=healthy_sessions()).attribute(
+        train, 1, validation=validation
+    )
+    assert [row["area"] for row in result.areas_tried] == [0.02, 0.04, 0.08]
+    assert list(result.history["stage"].unique()) == ["coarse", "fine"]
+    deleted = float((1 - masks[0, 0]).sum())
+    assert deleted == pytest.approx(0.08 * masks.numel(), rel=0.5)
+    assert deleted > 2 * 0.02 * masks.numel()

@@ -70,6 +70,9 @@ def test_job_costs_count_their_units():
     assert job_seconds("group_mask", {"cohort": "adni"}, grown, sizes, unit) == pytest.approx(
         group / epochs * (3 * m.max_epochs + m.refine_epochs)
     )
+    # a grid point of that study still runs one area (its own larger_areas, JSON's list)
+    own = {"cohort": "adni", "mask": {**grid_point["mask"], "larger_areas": []}}
+    assert job_seconds("group_mask", own, grown, sizes, unit) == pytest.approx(point)
     s = config.session_mask
     sessions = (15 + s.batch_size - 1) // s.batch_size * s.max_epochs * 3.0
     assert job_seconds("sessions", {}, config, sizes, unit) == pytest.approx(sessions)

@@ -85,7 +85,9 @@ def refine_group_mask(
     if not bool(region.any()):  # nothing deleted: nothing to refine
         return coarse
     n_brain = int(brain.sum()) if brain is not None else region.numel()
-    share = min(cfg.area * n_brain / int(region.sum()), 0.99)  # the same deleted volume
+    # the same deleted volume as the coarse mask's (its last area when the area grew)
+    area = float(coarse.areas_tried[-1]["area"]) if coarse.areas_tried else cfg.area
+    share = min(area * n_brain / int(region.sum()), 0.99)
     step = copy.copy(explainer)
     step.config = dataclasses.replace(
         cfg,

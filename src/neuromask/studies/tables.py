@@ -52,20 +52,17 @@ def _mask_summary(ws: Workspace, out: Path, atlas, k: int = 5) -> dict:
 
     mask = ws.load_mask(out / "mask.nii.gz")
     history = pd.read_csv(out / "history.tsv", sep="\t")
-    last = history
-    if "stage" in history:  # the result is the last stage's best mask
-        last = history[history["stage"] == history["stage"].iloc[-1]]
-    best = (
-        last.loc[last["validation_total"].idxmin()] if "validation_total" in last else last.iloc[-1]
-    )
-    keep_above = json.loads((out / "result.json").read_text())["mask"]["keep_above"]
+    result = json.loads((out / "result.json").read_text())
+    keep_above = result["mask"]["keep_above"]
     top = top_rois(mask, atlas, k)
     return {
         "mask": mask,
         "top": ", ".join(
             f"{n} ({d:.2f})" for n, d in zip(top["roi_name"], top["density"], strict=True)
         ),
-        "p_ad_masked": float(best.get("validation_probability", np.nan)),
+        # the written mask's own P(AD) on the validation sessions (NaN without them),
+        # whatever its stages (areas tried, the fine stage)
+        "p_ad_masked": float(result.get("validation_mean_p_ad_masked", np.nan)),
         # below keep_above: a fine stage's trace of the coarse mask (0.99 to 1) is kept
         "deleted_fraction": float((mask < keep_above).mean()),
         "epochs": len(history),
