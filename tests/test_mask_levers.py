@@ -197,11 +197,14 @@ def test_presets_are_pinned():
     group, voxel = mask_preset("group"), mask_preset("voxel")
     assert group == MaskConfig()
     assert (group.area, group.upsample, group.max_epochs) == (0.02, 2, 20)
-    assert (group.refine_epochs, group.refine_dilation, group.refine_lambda2) == (10, 1, 3e-3)
+    assert (group.refine_epochs, group.refine_dilation, group.refine_lambda2) == (10, 1, 2e-3)
+    assert (group.lambda2, group.refine_min_voxels, group.refine_area) == (1e-4, 27, 0.0)
     assert group.refines and group.reference == "healthy"
     assert mask_preset("small-cohort").reference == "healthy"
     coarse = mask_preset("group-coarse")
-    assert dataclasses.replace(coarse, refine_epochs=10, max_epochs=20) == group
+    # the coarse mask alone keeps the smoothness weight it was measured with (round 7)
+    assert coarse.lambda2 == 1e-3
+    assert dataclasses.replace(coarse, refine_epochs=10, max_epochs=20, lambda2=1e-4) == group
     assert not coarse.refines and coarse.max_epochs == 40
     mu = mask_preset("group-mu")
     assert (mu.area, mu.upsample, mu.reference) == (0.05, 2, "constant")
@@ -217,6 +220,7 @@ def test_presets_are_pinned():
     assert (voxel.lambda1, voxel.lambda2, voxel.score) == (1e-3, 1e-3, "logit")
     session = mask_preset("session")
     assert (session.area, session.upsample, session.max_epochs) == (0.0, 1, 5000)
+    assert session.lambda2 == 1e-3
     paper = mask_preset("paper")
     assert (paper.lambda1, paper.lambda2, paper.beta1, paper.beta2) == (1e-4, 1e-2, 0.1, 1.0)
     assert (paper.upsample, paper.area, paper.jitter, paper.reference) == (1, 0.0, 0, "constant")
@@ -250,8 +254,17 @@ PAPER = {
     "refine_epochs": 0,
 }
 #: Fields that do nothing in the paper's setting (the margin hinge, the area weight,
-#: the bar of a growing area, the fine stage's dilation and smoothness weight).
-INERT = {"margin", "area_weight", "fooled_below", "refine_dilation", "refine_lambda2"}
+#: the bar of a growing area, the fine stage's dilation, smoothness weight, area and
+#: smallest component).
+INERT = {
+    "margin",
+    "area_weight",
+    "fooled_below",
+    "refine_dilation",
+    "refine_lambda2",
+    "refine_area",
+    "refine_min_voxels",
+}
 
 
 @pytest.mark.parametrize(

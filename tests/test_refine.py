@@ -20,6 +20,7 @@ from neuromask.explain.refine import (
     COARSE_TRACE,
     dilate,
     refine_region,
+    small_components,
     with_coarse_trace,
 )
 
@@ -116,6 +117,12 @@ def test_fine_stage_resumes_to_the_same_mask(planted_model, tmp_path):
         ({"refine_dilation": -2}, "refine_dilation must be >= 0 voxels"),
         ({"refine_lambda2": -1.0}, "refine_lambda2 must be >= 0"),
         ({"refine_lambda2": float("nan")}, "refine_lambda2 must be >= 0"),
+        ({"refine_area": 0.03}, r"refine_area must be in \[0, 0.02\]"),
+        ({"refine_area": -0.01}, "refine_area must be in"),
+        ({"refine_area": float("nan")}, "refine_area must be in"),
+        ({"refine_min_voxels": -1}, "refine_min_voxels must be >= 0"),
+        ({"refine_below": 0.0}, r"refine_below must be in \(0, 1\]"),
+        ({"refine_below": 1.5}, "refine_below must be in"),
     ],
 )
 def test_refine_settings_are_checked(fields, message):
@@ -154,3 +161,60 @@ def test_fine_stage_after_a_growing_area_keeps_the_last_area(planted_model):
     deleted = float((1 - masks[0, 0]).sum())
     assert deleted == pytest.approx(0.08 * masks.numel(), rel=0.5)
     assert deleted > 2 * 0.02 * masks.numel()
+
+
+def test_small_components_are_the_specks_only():
+    masks = torch.ones(2, 1, *SHAPE)
+    masks[0, 0, :3, :3, :3] = 0.1  # a block of 27 voxels
+    masks[0, 0, 6, 6, 6] = 0.5  # a speck of one voxel
+    masks[0, 0, 5, 0, 0] = masks[0, 0, 6, 1, 1] = 0.2  # two voxels touching by a corner
+    masks[1, 0, 6, 6, 6] = 0.96  # above keep_above: not deleted
+    specks = small_components(masks, 0.95, 3)
+    expected = torch.zeros_like(specks)
+    expected[0, 0, 6, 6, 6] = expected[0, 0, 5, 0, 0] = expected[0, 0, 6, 1, 1] = True
+    assert torch.equal(specks, expected)
+    assert not small_components(masks, 0.95, 2)[0, 0, 5, 0, 0]  # a component of 2 stays
+    assert not small_components(masks, 0.95, 0).any()
+
+
+def test_refine_area_and_min_voxels_shape_the_fine_mask(planted_model):
+    model, train, validation = planted_model
+    sessions = healthy_sessions()
+    config = dataclasses.replace(CONFIG, refine_area=0.03, refine_min_voxels=4)
+    masks, _ = MeaningfulPerturbation(model, config, reference=sessions).attribute(
+        train, 1, validation=validation
+    )
+    m = masks[0, 0]
+    # half the coarse volume, give or take the mask's softness
+    assert float((1 - m).sum()) == pytest.approx(0.03 * m.numel(), rel=0.5)
+    labels, n = ndimage.label((m < config.keep_above).numpy(), structure=np.ones((3, 3, 3)))
+    assert n >= 1 and np.bincount(labels.ravel())[1:].min() >= 4
+    # every component below the bar: only the coarse trace is left
+    config = dataclasses.replace(config, refine_min_voxels=m.numel())
+    masks, _ = MeaningfulPerturbation(model, config, reference=sessions).attribute(
+        train, 1, validation=validation
+    )
+    assert bool((masks >= 1 - COARSE_TRACE).all()) and bool((masks < 1).any())
+
+
+def test_refine_below_bounds_the_region(planted_model, monkeypatch):
+    """The fine stage's region is the coarse mask below ``refine_below``, dilated."""
+    import neuromask.explain.refine as refine
+
+    model, train, validation = planted_model
+    seen = []
+
+    def spy(coarse_raw, below, voxels, brain):
+        seen.append(below)
+        return refine_region(coarse_raw, below, voxels, brain)
+
+    monkeypatch.setattr(refine, "refine_region", spy)
+    config = dataclasses.replace(CONFIG, refine_below=0.5, max_epochs=2, refine_epochs=1)
+    MeaningfulPerturbation(model, config, reference=healthy_sessions()).attribute(
+        train, 1, validation=validation
+    )
+    assert seen == [0.5]
+    raw = torch.ones(1, 1, *SHAPE)
+    raw[0, 0, 1, 1, 1], raw[0, 0, 5, 5, 5] = 0.3, 0.7
+    assert int(refine_region(raw, 0.5, 0, None).sum()) == 1
+    assert int(refine_region(raw, 0.95, 0, None).sum()) == 2
