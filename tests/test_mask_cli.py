@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import click
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -384,3 +385,20 @@ def test_group_mask_says_when_it_did_not_fool_the_cnn(monkeypatch, tmp_path):
         assert code == 0, output
         assert ("did not fool the CNN" in output) is warned
         assert ("--preset group-sufficient" in output) is warned
+
+
+def test_config_help_names_every_mask_setting():
+    """``--config``'s help lists the settings a TOML file may hold: all of them."""
+    import dataclasses
+
+    from neuromask.cli.mask_commands import _COMMON
+    from neuromask.explain import MaskConfig
+
+    @click.command()
+    def command() -> None: ...
+
+    for option in _COMMON:
+        command = option(command)
+    (config,) = [p for p in command.params if p.name == "config_path"]
+    missing = [f.name for f in dataclasses.fields(MaskConfig) if f.name not in config.help]
+    assert missing == []

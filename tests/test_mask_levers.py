@@ -264,6 +264,7 @@ INERT = {
     "refine_lambda2",
     "refine_area",
     "refine_min_voxels",
+    "refine_below",
 }
 
 
