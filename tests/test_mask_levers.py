@@ -213,6 +213,8 @@ def test_presets_are_pinned():
     assert group.larger_areas == () and sufficient.larger_areas == (0.04, 0.08)
     assert dataclasses.replace(sufficient, larger_areas=()) == coarse
     assert sufficient.fooled_below == 0.05
+    bounded = mask_preset("group-bounded")
+    assert bounded.refine_below == 0.5 and dataclasses.replace(bounded, refine_below=0.95) == group
     assert all(not mask_preset(n).larger_areas for n in ("voxel", "session", "paper"))
     assert not any(mask_preset(n).refines for n in ("voxel", "session", "paper"))
     assert (voxel.area, voxel.upsample, voxel.max_epochs) == (0.0, 1, 150)

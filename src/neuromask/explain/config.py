@@ -296,7 +296,9 @@ _SUFFICIENT: dict[str, Any] = {**_COARSE, "larger_areas": (0.04, 0.08)}
 #: ``group-coarse``: the coarse mask alone, at most 40 epochs, the defaults before the
 #: fine stage. ``group-mu``: the coarse mask deleting 5 % with mu = 1, the defaults
 #: before the healthy reference. ``group-sufficient``: the coarse mask, grown to 4 and
-#: then 8 % until it fools the CNN (masked P(AD) below 0.05). ``voxel``: the
+#: then 8 % until it fools the CNN (masked P(AD) below 0.05). ``group-bounded``: the
+#: defaults with the fine stage's region bounded at m < 0.5 of the coarse mask, measured
+#: after round 7's choice (docs/mask_levers.md). ``voxel``: the
 #: voxel-level mask (the paper's size term with lambda1 = lambda2 = 1e-3, mu = 1, logit,
 #: at most 150 epochs), the defaults before the localisation suite; see
 #: docs/mask_levers.md.
@@ -317,6 +319,7 @@ MASK_PRESETS: dict[str, MaskConfig] = {
     "group-coarse": MaskConfig(**_COARSE),
     "group-mu": MaskConfig(**_MU),
     "group-sufficient": MaskConfig(**_SUFFICIENT),
+    "group-bounded": MaskConfig(refine_below=0.5),
     "voxel": MaskConfig(**_VOXEL),
     "paper": _paper(),
     "small-cohort": MaskConfig(patience=25, max_epochs=300),
