@@ -254,10 +254,11 @@ PAPER = {
     "larger_areas": (),
     "precision": "float32",
     "refine_epochs": 0,
+    "score_normalisation": "none",
 }
 #: Fields that do nothing in the paper's setting (the margin hinge, the area weight,
 #: the bar of a growing area, the fine stage's dilation, smoothness weight, area and
-#: smallest component).
+#: smallest component, the normalised score's gradient mass).
 INERT = {
     "margin",
     "area_weight",
@@ -267,6 +268,7 @@ INERT = {
     "refine_area",
     "refine_min_voxels",
     "refine_below",
+    "score_gradient",
 }
 
 

@@ -13,6 +13,7 @@ SCORES = ("probability", "log_probability", "logit", "margin")
 REFERENCES = ("constant", "cn_mean", "healthy")
 STEP_SCALINGS = ("voxel", "mask")
 PRECISIONS = ("float32", "bfloat16")
+NORMALISATIONS = ("none", "gradient")
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,8 @@ class MaskConfig:
     refine_area: float = 0.0
     refine_min_voxels: int = 27
     refine_below: float = 0.95
+    score_normalisation: str = "none"
+    score_gradient: float = 100.0
 
     @property
     def refines(self) -> bool:
@@ -206,6 +209,10 @@ class MaskConfig:
             raise bad("refine_below", "in (0, 1] (the coarse mask's values that bound the region)")
         if self.refine_min_voxels < 0:
             raise bad("refine_min_voxels", ">= 0 voxels (0: keep every deleted component)")
+        if self.score_normalisation not in NORMALISATIONS:
+            raise bad("score_normalisation", f"one of {', '.join(NORMALISATIONS)}")
+        if not (math.isfinite(self.score_gradient) and self.score_gradient > 0):
+            raise bad("score_gradient", "> 0 (the score's gradient mass over the brain)")
         if self.step_scaling not in STEP_SCALINGS:
             raise bad("step_scaling", f"one of {', '.join(STEP_SCALINGS)}")
         if self.reference not in REFERENCES:

@@ -108,7 +108,7 @@ def evaluate_group_mask(
             mask, cfg, explainer.area_brain
         )  # once: the mask is shared
     size, smooth = float(size_t[0]), float(smooth_t[0])
-    score = float(torch.cat(scores).mean())
+    score = float(torch.cat(scores).mean()) * explainer.score_scale
     return {
         "size": size,
         "smoothness": smooth,

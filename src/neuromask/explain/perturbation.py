@@ -66,6 +66,8 @@ class PerturbationResult:
     #: Group mode with ``config.larger_areas``: each area tried, its mean masked
     #: P(target) and its epochs (:mod:`neuromask.explain.extremal`).
     areas_tried: list[dict[str, float | int]] = field(default_factory=list)
+    #: The factor on the score (``config.score_normalisation``; 1 without it).
+    score_scale: float = 1.0
 
     def settings(self) -> dict[str, Any]:
         from neuromask.config import to_mapping
@@ -79,6 +81,8 @@ class PerturbationResult:
         }
         if self.areas_tried:
             settings["areas_tried"] = self.areas_tried
+        if self.config.score_normalisation != "none":
+            settings["score_scale"] = self.score_scale
         return settings
 
 
@@ -141,6 +145,8 @@ class MeaningfulPerturbation:
                 "set reference = 'cn_mean' to use it"
             )
         self.grid_map = MaskGrid((1, 1, 1))
+        #: The factor on the score of the mask being trained (score normalisation).
+        self.score_scale = 1.0
 
     # ------------------------------------------------------------------ public API
     def attribute(
@@ -162,7 +168,6 @@ class MeaningfulPerturbation:
         ``on_mask_done(i, raw_mask, record)`` (session mode) is called as soon as the mask
         of image ``i`` is final, so that a caller can save it and skip it after a restart.
         """
-        from neuromask.explain.group import optimise_group_mask
         from neuromask.explain.sessions import optimise_session_masks
 
         inputs = self._check_inputs(inputs, "inputs")
@@ -171,37 +176,13 @@ class MeaningfulPerturbation:
             brain = self.brain.reshape(1, 1, *self.brain.shape)
         self.grid_map = MaskGrid(tuple(inputs.shape[2:]), self.config.upsample, brain)
         if mode == "group":
-            if self.config.batch_size == 0:
-                raise ParameterError(
-                    "mask setting batch_size = 0 (as many as memory holds) applies to "
-                    "session masks only: a group mask's batch changes its optimisation; "
-                    "set batch_size to 1 or more"
-                )
-            if validation is not None:
-                validation = self._check_inputs(validation, "validation")
-            if self.config.larger_areas:
-                from neuromask.explain.extremal import optimise_growing_area
-
-                result = optimise_growing_area(
-                    self, inputs, target, validation, checkpoint=checkpoint, after_epoch=after_epoch
-                )
-            else:
-                result = optimise_group_mask(
-                    self, inputs, target, validation, checkpoint=checkpoint, after_epoch=after_epoch
-                )
-            if self.config.refines:
-                from neuromask.explain.refine import refine_group_mask
-
-                result = refine_group_mask(
-                    self,
-                    result,
-                    inputs,
-                    target,
-                    validation,
-                    checkpoint=checkpoint,
-                    after_epoch=after_epoch,
-                )
+            result = self._attribute_group(inputs, target, validation, checkpoint, after_epoch)
         elif mode == "session":
+            if self.config.score_normalisation != "none":
+                raise ParameterError(
+                    "mask setting score_normalisation applies to group masks only; set "
+                    "score_normalisation = 'none' for session masks"
+                )
             if self.config.larger_areas:
                 raise ParameterError(
                     "mask setting larger_areas applies to group masks only; set "
@@ -216,6 +197,53 @@ class MeaningfulPerturbation:
         else:
             raise ParameterError(f"attribute: mode must be 'group' or 'session', got {mode!r}")
         return result.masks, result
+
+    def _attribute_group(
+        self,
+        inputs: torch.Tensor,
+        target: int,
+        validation: torch.Tensor | None,
+        checkpoint: str | os.PathLike[str] | None,
+        after_epoch: Callable[[int], None] | None,
+    ) -> PerturbationResult:
+        """One mask for all of ``inputs``: the score's scale, the coarse stage (its area
+        growing with ``larger_areas``), then the fine stage."""
+        from neuromask.explain.group import optimise_group_mask
+        from neuromask.explain.score_scale import score_scale
+
+        if self.config.batch_size == 0:
+            raise ParameterError(
+                "mask setting batch_size = 0 (as many as memory holds) applies to "
+                "session masks only: a group mask's batch changes its optimisation; "
+                "set batch_size to 1 or more"
+            )
+        if validation is not None:
+            validation = self._check_inputs(validation, "validation")
+        self.score_scale = score_scale(self, inputs, target)
+        if self.config.larger_areas:
+            from neuromask.explain.extremal import optimise_growing_area
+
+            result = optimise_growing_area(
+                self, inputs, target, validation, checkpoint=checkpoint, after_epoch=after_epoch
+            )
+        else:
+            result = optimise_group_mask(
+                self, inputs, target, validation, checkpoint=checkpoint, after_epoch=after_epoch
+            )
+        if self.config.refines:
+            from neuromask.explain.refine import refine_group_mask
+
+            result = refine_group_mask(
+                self,
+                result,
+                inputs,
+                target,
+                validation,
+                checkpoint=checkpoint,
+                after_epoch=after_epoch,
+            )
+        result.score_scale = self.score_scale
+        return result
 
     def probabilities(
         self,
@@ -260,10 +288,11 @@ class MeaningfulPerturbation:
             if isinstance(mu, torch.Tensor):
                 mu = torch.roll(mu, shift, dims=(2, 3, 4))
         score, _, score_grad = score_and_gradient(self.model, images, full, cfg, target, mu)
+        score = score * self.score_scale
         size, smooth, grad = regularisers(full, cfg, self.area_brain)
         loss = size[0] + smooth[0] + score.mean()
         if torch.isfinite(loss):
-            grad.add_(score_grad, alpha=1.0 / images.shape[0])
+            grad.add_(score_grad, alpha=self.score_scale / images.shape[0])
             adam.step(self.grid_map.pull_back(mask, grad))
             self.project(mask)
         return size, smooth, score, loss
