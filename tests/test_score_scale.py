@@ -127,3 +127,17 @@ def test_a_cnn_blind_to_deletion_is_a_clear_error():
     )
     with pytest.raises(Exception, match="does not respond to deletion"):
         explainer.attribute(torch.rand(3, 1, *SHAPE), 1)
+
+
+def test_the_floor_raises_a_weak_score_and_leaves_a_steep_one(planted_model):
+    """``floor``: a CNN whose score pulls less than score_gradient is scaled up as under
+    ``gradient``; one that pulls more keeps its loss, and so its mask, exactly."""
+    model, train, validation = planted_model
+    weak = _Scaled(model, 0.25)  # the planted CNN pulls about 5.5; this one about 1.4
+    _, normalised = _mask(weak, "gradient", train, validation)
+    _, floored = _mask(weak, "floor", train, validation)
+    assert floored.score_scale == pytest.approx(normalised.score_scale) and floored.score_scale > 1
+    steep_floor, steep = _mask(model, "floor", train, validation)
+    steep_plain, _ = _mask(model, "none", train, validation)
+    assert steep.score_scale == 1.0
+    assert torch.equal(steep_floor, steep_plain)

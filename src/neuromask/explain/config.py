@@ -13,7 +13,7 @@ SCORES = ("probability", "log_probability", "logit", "margin")
 REFERENCES = ("constant", "cn_mean", "healthy")
 STEP_SCALINGS = ("voxel", "mask")
 PRECISIONS = ("float32", "bfloat16")
-NORMALISATIONS = ("none", "gradient")
+NORMALISATIONS = ("none", "gradient", "floor")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ With ``score_normalisation = "gradient"`` the score (and so its gradient) is mul
 by ``score_gradient / G``, where G is that sum measured once, before the optimisation,
 over the training images with the first epoch's fill. Every CNN then starts with the
 same total pull of the score, ``score_gradient``, against the same regularisers.
+``"floor"`` multiplies by ``max(1, score_gradient / G)``: it raises the pull of a CNN
+whose score responds weakly and leaves every other CNN's loss exactly as it was.
 G is a deterministic function of the images, the model and the seed, so a resumed job
 measures the same scale.
 """
@@ -50,7 +52,8 @@ def score_gradient_mass(
 
 
 def score_scale(explainer: MeaningfulPerturbation, images: torch.Tensor, target: int) -> float:
-    """The factor on the score: 1, or ``score_gradient / G`` under ``"gradient"``."""
+    """The factor on the score: 1, ``score_gradient / G`` under ``"gradient"``, or
+    ``max(1, score_gradient / G)`` under ``"floor"``."""
     cfg = explainer.config
     if cfg.score_normalisation == "none":
         return 1.0
@@ -61,4 +64,5 @@ def score_scale(explainer: MeaningfulPerturbation, images: torch.Tensor, target:
             f"{mass} over the brain, so the CNN's score does not respond to deletion and "
             "cannot be normalised; use score_normalisation = 'none'"
         )
-    return cfg.score_gradient / mass
+    scale = cfg.score_gradient / mass
+    return max(1.0, scale) if cfg.score_normalisation == "floor" else scale
