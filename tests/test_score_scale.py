@@ -1,13 +1,15 @@
 """Score normalisation (``score_normalisation = "gradient"``): the measured gradient mass
 against a hand computation, the invariance it exists for, and its settings' errors."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from conftest import planted_healthy_sessions
-from neuromask.errors import ParameterError
+from neuromask.errors import NeuromaskError, ParameterError
 from neuromask.explain import MaskConfig, MeaningfulPerturbation
 from neuromask.explain.score_scale import score_gradient_mass
 
@@ -112,21 +114,55 @@ def test_bad_settings_name_themselves(fields, name):
         MaskConfig(**fields)
 
 
-def test_session_masks_refuse_normalisation(planted_model):
-    model, train, _ = planted_model
-    config = MaskConfig(score_normalisation="gradient", upsample=1, area=0.0, lambda2=1e-3)
-    explainer = MeaningfulPerturbation(model, config, reference=HEALTHY)
-    with pytest.raises(ParameterError, match="score_normalisation applies to group masks"):
-        explainer.attribute(train[:2], 1, mode="session")
-
-
-def test_a_cnn_blind_to_deletion_is_a_clear_error():
-    flat = _Linear(torch.zeros(1, 1, *SHAPE))
-    explainer = MeaningfulPerturbation(
-        flat, MaskConfig(score_normalisation="gradient"), reference=HEALTHY
+def _sessions(model, normalisation, images, batch_size=1, score_gradient=30.0):
+    config = MaskConfig(
+        score_normalisation=normalisation,
+        score_gradient=score_gradient,
+        upsample=1,
+        area=0.0,
+        lambda2=1e-3,
+        max_epochs=6,
+        batch_size=batch_size,
     )
-    with pytest.raises(Exception, match="does not respond to deletion"):
-        explainer.attribute(torch.rand(3, 1, *SHAPE), 1)
+    return MeaningfulPerturbation(model, config, reference=HEALTHY).attribute(
+        images, 1, mode="session"
+    )
+
+
+def test_session_masks_get_one_scale_per_image(planted_model):
+    """Each session mask's score is scaled by its own image's G, measured at its first
+    step, whether the masks are optimised one by one or in a batch."""
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(1, 1, *SHAPE, generator=gen)
+    _, train, _ = planted_model
+    images = train[:3]
+    masks, result = _sessions(_Linear(w), "gradient", images)
+    healthy = torch.as_tensor(HEALTHY)
+    for i in range(3):  # d f / d m = w (X - max(X, H)), H the CN session i mod K
+        x = images[i, 0]
+        mass = (w[0, 0] * (x - torch.maximum(x, healthy[i % len(healthy)]))).abs().sum()
+        assert result.history["score_scale"][i] == pytest.approx(30.0 / float(mass), rel=1e-4)
+    assert result.history["score_scale"].nunique() == 3
+    batched, batched_result = _sessions(_Linear(w), "gradient", images, batch_size=3)
+    np.testing.assert_allclose(batched_result.history["score_scale"], result.history["score_scale"])
+    torch.testing.assert_close(batched, masks, atol=1e-4, rtol=0)
+    plain, plain_result = _sessions(_Linear(w), "none", images)
+    assert plain_result.history["score_scale"].tolist() == [1.0, 1.0, 1.0]
+    assert float((plain - masks).abs().max()) > 1e-2
+
+
+def test_a_cnn_blind_to_deletion():
+    """Normalising a score that does not respond is a clear error; the floor has
+    nothing to raise and keeps the factor 1."""
+    flat = _Linear(torch.zeros(1, 1, *SHAPE))
+    images = torch.rand(3, 1, *SHAPE)
+    config = MaskConfig(score_normalisation="gradient", max_epochs=1, refine_epochs=0)
+    explainer = MeaningfulPerturbation(flat, config, reference=HEALTHY)
+    with pytest.raises(NeuromaskError, match="'gradient'.*does not respond to deletion"):
+        explainer.attribute(images, 1)
+    floor = dataclasses.replace(config, score_normalisation="floor")
+    _, result = MeaningfulPerturbation(flat, floor, reference=HEALTHY).attribute(images, 1)
+    assert result.score_scale == 1.0
 
 
 def test_the_floor_raises_a_weak_score_and_leaves_a_steep_one(planted_model):

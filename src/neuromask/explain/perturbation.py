@@ -178,11 +178,6 @@ class MeaningfulPerturbation:
         if mode == "group":
             result = self._attribute_group(inputs, target, validation, checkpoint, after_epoch)
         elif mode == "session":
-            if self.config.score_normalisation != "none":
-                raise ParameterError(
-                    "mask setting score_normalisation applies to group masks only; set "
-                    "score_normalisation = 'none' for session masks"
-                )
             if self.config.larger_areas:
                 raise ParameterError(
                     "mask setting larger_areas applies to group masks only; set "

@@ -19,6 +19,7 @@ measures the same scale.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -27,6 +28,7 @@ from neuromask.errors import NeuromaskError
 from neuromask.explain.objective import score_and_gradient
 
 if TYPE_CHECKING:
+    from neuromask.explain.config import MaskConfig
     from neuromask.explain.perturbation import MeaningfulPerturbation
 
 
@@ -52,15 +54,39 @@ def score_gradient_mass(
 
 
 def score_scale(explainer: MeaningfulPerturbation, images: torch.Tensor, target: int) -> float:
-    """The factor on the score: 1, ``score_gradient / G`` under ``"gradient"``, or
-    ``max(1, score_gradient / G)`` under ``"floor"``."""
-    cfg = explainer.config
-    if cfg.score_normalisation == "none":
+    """The factor on a group mask's score (one for all ``images``)."""
+    if explainer.config.score_normalisation == "none":
         return 1.0
-    mass = score_gradient_mass(explainer, images, target)
-    if not (mass > 0 and torch.isfinite(torch.tensor(mass))):
+    return scale_for(explainer.config, score_gradient_mass(explainer, images, target))
+
+
+def session_scales(
+    explainer: MeaningfulPerturbation, grad: torch.Tensor, fresh: list[int]
+) -> dict[int, float]:
+    """The factors on the scores of session masks at their first step (m = 1): G of
+    each row ``fresh`` of ``grad``, the score's gradient per image (B, 1, X, Y, Z)."""
+    if explainer.config.score_normalisation == "none":
+        return dict.fromkeys(fresh, 1.0)
+    brain = explainer.area_brain
+    scales = {}
+    for j in fresh:
+        g = grad[j].abs()
+        mass = float(g.sum() if brain is None else g[brain.expand_as(g)].sum())
+        scales[j] = scale_for(explainer.config, mass)
+    return scales
+
+
+def scale_for(cfg: MaskConfig, mass: float) -> float:
+    """1 (``"none"``), ``score_gradient / G`` (``"gradient"``) or ``max(1,
+    score_gradient / G)`` (``"floor"``) for a measured G of ``mass``. Under ``"floor"``
+    a score that does not respond at all (G = 0) keeps the factor 1: there is nothing
+    to raise."""
+    mode = cfg.score_normalisation
+    if mode == "none" or (mode == "floor" and mass == 0):
+        return 1.0
+    if not (mass > 0 and math.isfinite(mass)):
         raise NeuromaskError(
-            f"score_normalisation = 'gradient': the score's gradient at m = 1 sums to "
+            f"score_normalisation = {mode!r}: the score's gradient at m = 1 sums to "
             f"{mass} over the brain, so the CNN's score does not respond to deletion and "
             "cannot be normalised; use score_normalisation = 'none'"
         )

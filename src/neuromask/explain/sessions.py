@@ -17,6 +17,7 @@ from neuromask.explain.adam import SlotAdam
 from neuromask.explain.early_stopping import EarlyStopping
 from neuromask.explain.objective import regularisers, score_and_gradient
 from neuromask.explain.perturbation import PerturbationResult, threshold
+from neuromask.explain.score_scale import session_scales
 from neuromask.progress import Bar
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class _Slot:
     epoch: int = 0
     terms: dict[str, float] | None = None
     stopped: str = ""
+    #: the factor on this image's score (score normalisation), set at its first step
+    scale: float | None = None
 
     def record(self) -> dict[str, Any]:
         return {
@@ -41,6 +44,7 @@ class _Slot:
             "best_epoch": self.stopping.best_epoch,
             "final_loss": self.stopping.best,
             "stopped_because": self.stopped,
+            "score_scale": self.scale,
             **{f"final_{k}": v for k, v in (self.terms or {}).items()},
         }
 
@@ -62,6 +66,12 @@ def _step(
     score, probability, score_grad = score_and_gradient(
         explainer.model, images, current, explainer.config, target, mu
     )
+    fresh = [j for j, s in enumerate(active) if slots[s].scale is None]  # type: ignore[union-attr]
+    for j, scale in session_scales(explainer, score_grad, fresh).items():
+        slots[active[j]].scale = scale  # type: ignore[union-attr]
+    scales = torch.tensor([slots[s].scale for s in active], device=score.device)  # type: ignore[union-attr]
+    score = score * scales
+    score_grad.mul_(scales.reshape(-1, *[1] * (score_grad.dim() - 1)))
     size, smooth, grad = regularisers(current, explainer.config, explainer.area_brain)
     grad.add_(score_grad)
     full_grad = torch.zeros_like(masks)
