@@ -200,11 +200,21 @@ def test_presets_are_pinned():
     assert (group.refine_epochs, group.refine_dilation, group.refine_lambda2) == (10, 1, 2e-3)
     assert (group.lambda2, group.refine_min_voxels, group.refine_area) == (1e-4, 27, 0.0)
     assert group.refines and group.reference == "healthy"
+    assert (group.score_normalisation, group.score_gradient) == ("floor", 50.0)
     assert mask_preset("small-cohort").reference == "healthy"
+    # the presets measured before round 8 keep the score as it was
+    for name in ("group-coarse", "group-mu", "group-sufficient", "voxel", "session", "paper"):
+        assert mask_preset(name).score_normalisation == "none", name
+    assert mask_preset("paper-session").score_normalisation == "none"
     coarse = mask_preset("group-coarse")
     # the coarse mask alone keeps the smoothness weight it was measured with (round 7)
     assert coarse.lambda2 == 1e-3
-    assert dataclasses.replace(coarse, refine_epochs=10, max_epochs=20, lambda2=1e-4) == group
+    assert (
+        dataclasses.replace(
+            coarse, refine_epochs=10, max_epochs=20, lambda2=1e-4, score_normalisation="floor"
+        )
+        == group
+    )
     assert not coarse.refines and coarse.max_epochs == 40
     mu = mask_preset("group-mu")
     assert (mu.area, mu.upsample, mu.reference) == (0.05, 2, "constant")
@@ -435,7 +445,14 @@ def test_the_area_grows_until_the_mask_fools_the_cnn_and_resumes(planted_model, 
     """Areas are tried in turn, each from the mask found so far, until the masked
     validation P(AD) falls below fooled_below; an interrupted run resumes to the same."""
     model, train, validation = planted_model
-    base = MaskConfig(area=0.01, max_epochs=4, patience=4, batch_size=4, refine_epochs=0)
+    base = MaskConfig(
+        area=0.01,
+        max_epochs=4,
+        patience=4,
+        batch_size=4,
+        refine_epochs=0,
+        score_normalisation="none",
+    )
     sessions = healthy_sessions()
     never = dataclasses.replace(base, larger_areas=(0.03, 0.06), fooled_below=1e-9)
     _, result = MeaningfulPerturbation(model, never, reference=sessions).attribute(

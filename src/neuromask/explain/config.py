@@ -146,8 +146,8 @@ class MaskConfig:
     refine_area: float = 0.0
     refine_min_voxels: int = 27
     refine_below: float = 0.95
-    score_normalisation: str = "none"
-    score_gradient: float = 100.0
+    score_normalisation: str = "floor"
+    score_gradient: float = 50.0
 
     @property
     def refines(self) -> bool:
@@ -268,6 +268,7 @@ def _paper(**fields: Any) -> MaskConfig:
         "step_scaling": "voxel",
         "larger_areas": (),
         "refine_epochs": 0,
+        "score_normalisation": "none",
     }
     return MaskConfig(**{**paper, **fields})
 
@@ -277,6 +278,7 @@ def _paper(**fields: Any) -> MaskConfig:
 #: suite).
 _VOXEL: dict[str, Any] = {
     "lambda2": 1e-3,
+    "score_normalisation": "none",
     "area": 0.0,
     "upsample": 1,
     "max_epochs": 150,
@@ -286,7 +288,12 @@ _VOXEL: dict[str, Any] = {
 
 #: The coarse mask alone, at most 40 epochs, with the smoothness weight it was measured
 #: with: the defaults of rounds 4 and 5, before the fine stage (docs/mask_levers.md).
-_COARSE: dict[str, Any] = {"refine_epochs": 0, "max_epochs": 40, "lambda2": 1e-3}
+_COARSE: dict[str, Any] = {
+    "refine_epochs": 0,
+    "max_epochs": 40,
+    "lambda2": 1e-3,
+    "score_normalisation": "none",
+}
 
 #: The area-constrained coarse mask with mu = 1 at 5 %: the defaults of round 3, before
 #: the healthy reference (docs/mask_levers.md).
