@@ -47,7 +47,13 @@ class MaskConfig:
       deleted region dilated by ``refine_dilation = 1`` voxel, the same volume
       (``refine_area = 0``), with the smoothness weight ``refine_lambda2 = 2e-3``; its
       deleted components of fewer than ``refine_min_voxels = 27`` voxels are put back
-      (:mod:`neuromask.explain.refine`).
+      (:mod:`neuromask.explain.refine`);
+    - ``score_normalisation = "floor"`` with ``score_gradient = 50``: the score is
+      multiplied by max(1, 50 / G), G the sum over the brain of |d f / d m| at m = 1
+      (:mod:`neuromask.explain.score_scale`). A CNN whose score responds weakly to
+      deletion (the demo's: G of 14 to 25) is no longer outweighed by the regularisers;
+      every CNN with G >= 50 keeps its loss exactly (docs/mask_levers.md, round 8).
+      ``"gradient"`` multiplies by 50 / G for every CNN.
 
     On reserved synthetic cohorts (``benchmarks/mask_levers.py``, ``docs/mask_levers.md``)
     the voxel-level mask (preset ``voxel``) fooled the CNN with scattered voxels

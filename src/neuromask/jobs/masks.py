@@ -254,7 +254,8 @@ def image_losses(
     mask: torch.Tensor,
     config: MaskConfig | None = None,
 ) -> pd.DataFrame:
-    """Each training image's contribution to the masking loss (its score f under the mask),
+    """Each training image's contribution to the masking loss (its score f under the mask,
+    times the score's factor when normalised),
     with its robust z-score (median and MAD over the images), and the images that make
     the loss jump flagged, the paper's second quality-check step: a contribution above
     Tukey's far-out fence, Q3 + 3 IQR. (A robust z-score above 3.5 also flagged clean
@@ -268,7 +269,7 @@ def image_losses(
     ):
         scores.append(class_score(logits, AD, config.score, config.margin).cpu())
         probabilities.append(torch.softmax(logits, dim=1)[:, AD].cpu())
-    score = torch.cat(scores).numpy()
+    score = torch.cat(scores).numpy() * explainer.score_scale
     median = float(np.median(score))
     mad = float(np.median(np.abs(score - median))) * 1.4826
     z = (score - median) / mad if mad > 0 else np.zeros_like(score)

@@ -93,8 +93,8 @@ class GridConfig:
         """(parameter, value, mask settings) for every point of the grid. The grid varies
         the paper's size term on the paper's voxel-level mask, so its points run without
         the area constraint, the coarse lattice and the healthy reference of the defaults
-        (``area = 0``, ``upsample = 1``, no fine stage, mu = 1); the other settings are
-        ``base``'s."""
+        (``area = 0``, ``upsample = 1``, no fine stage, mu = 1, the score as it is); the
+        other settings are ``base``'s."""
         lambdas = {"lambda1": self.beta_lambda1, "lambda2": self.beta_lambda2}
         partners = {
             "beta1": {"beta2": self.fixed_beta2, **lambdas},
@@ -111,6 +111,7 @@ class GridConfig:
                     "refine_epochs": 0,
                     "upsample": 1,
                     "reference": "constant",
+                    "score_normalisation": "none",
                     **fixed,
                     name: float(value),
                 }
