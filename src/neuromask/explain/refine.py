@@ -114,6 +114,10 @@ def refine_group_mask(
         restrict_to_brain=True,
     )
     step.brain = region
+    # The score's factor (score_normalisation) places the coarse region; the fine stage
+    # refines it with the score as it is. Scaled here too, it spread the demo's masks
+    # into speckle over the brain (docs/mask_levers.md, round 8).
+    step.score_scale = 1.0
     grid = tuple(region.shape)
     step.grid_map = MaskGrid(grid, 1, region.reshape(1, 1, *grid))
     coarse_raw = coarse.raw_masks.to(device).reshape(1, 1, *grid)
