@@ -48,8 +48,8 @@ class MaskConfig:
       (``refine_area = 0``), with the smoothness weight ``refine_lambda2 = 2e-3``; its
       deleted components of fewer than ``refine_min_voxels = 27`` voxels are put back
       (:mod:`neuromask.explain.refine`);
-    - ``score_normalisation = "floor"`` with ``score_gradient = 50``: the score is
-      multiplied by max(1, 50 / G), G the sum over the brain of |d f / d m| at m = 1
+    - ``score_normalisation = "floor"`` with ``score_gradient = 50``: the coarse
+      stage's score (not the fine stage's) is multiplied by max(1, 50 / G), G the sum over the brain of |d f / d m| at m = 1
       (:mod:`neuromask.explain.score_scale`). A CNN whose score responds weakly to
       deletion (the demo's: G of 14 to 25) is no longer outweighed by the regularisers;
       every CNN with G >= 50 keeps its loss exactly (docs/mask_levers.md, round 8).

@@ -14,7 +14,9 @@ same total pull of the score, ``score_gradient``, against the same regularisers.
 ``"floor"`` multiplies by ``max(1, score_gradient / G)``: it raises the pull of a CNN
 whose score responds weakly and leaves every other CNN's loss exactly as it was.
 G is a deterministic function of the images, the model and the seed, so a resumed job
-measures the same scale.
+measures the same scale. A group mask's fine stage (:mod:`neuromask.explain.refine`)
+keeps the score as it is: the factor places the coarse region, and in the fine stage it
+spread the demo's masks into speckle.
 """
 
 from __future__ import annotations
