@@ -200,7 +200,11 @@ def test_presets_are_pinned():
     assert (group.refine_epochs, group.refine_dilation, group.refine_lambda2) == (10, 1, 2e-3)
     assert (group.lambda2, group.refine_min_voxels, group.refine_area) == (1e-4, 27, 0.0)
     assert group.refines and group.reference == "healthy"
-    assert (group.score_normalisation, group.score_gradient) == ("floor", 50.0)
+    assert (group.score_normalisation, group.score_gradient, group.floor_above) == (
+        "floor",
+        50.0,
+        0.5,
+    )
     assert mask_preset("small-cohort").reference == "healthy"
     # the presets measured before round 8 keep the score as it was
     for name in ("group-coarse", "group-mu", "group-sufficient", "voxel", "session", "paper"):
@@ -279,6 +283,7 @@ INERT = {
     "refine_min_voxels",
     "refine_below",
     "score_gradient",
+    "floor_above",
 }
 
 

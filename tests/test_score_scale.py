@@ -56,13 +56,14 @@ def test_gradient_mass_is_the_summed_input_gradient_over_the_brain():
     assert score_gradient_mass(unrestricted, x, 1) == pytest.approx(float(whole), rel=1e-5)
 
 
-def _mask(model, normalisation, train, validation, refine_epochs=0):
+def _mask(model, normalisation, train, validation, refine_epochs=0, score_gradient=3.0, **fields):
     config = MaskConfig(
+        **fields,
         max_epochs=4,
         refine_epochs=refine_epochs,
         batch_size=4,
         score_normalisation=normalisation,
-        score_gradient=3.0,
+        score_gradient=score_gradient,
     )
     explainer = MeaningfulPerturbation(model, config, reference=HEALTHY)
     return explainer.attribute(train, 1, validation=validation)
@@ -117,6 +118,8 @@ def test_a_step_weighs_the_score_by_the_scale(planted_model):
 @pytest.mark.parametrize(
     ("fields", "name"),
     [
+        ({"floor_above": 1.0}, "floor_above"),
+        ({"floor_above": -0.1}, "floor_above"),
         ({"score_normalisation": "logit"}, "score_normalisation"),
         ({"score_gradient": 0.0}, "score_gradient"),
         ({"score_gradient": float("nan")}, "score_gradient"),
@@ -209,3 +212,33 @@ def test_the_fine_stage_keeps_the_score_as_it_is(planted_model, monkeypatch):
     assert result.score_scale != pytest.approx(1.0, rel=0.1)
     assert seen == [1.0]
     assert set(result.history["stage"]) == {"coarse", "fine"}
+
+
+def test_the_floor_waits_for_a_mask_that_does_not_fool_the_cnn(planted_model, tmp_path):
+    """``floor_above``: the mask found with the score as it is stands when it fools the
+    CNN below that bar; otherwise the floor's mask replaces it, the same as with the
+    floor from the start, and an interrupted retry resumes to it."""
+    from test_mask_levers import interrupted_and_resumed
+
+    model, train, validation = planted_model
+    plain, _ = _mask(model, "none", train, validation, refine_epochs=2)
+    always, _ = _mask(model, "floor", train, validation, 2, 30.0, floor_above=0.0)
+    assert float((always - plain).abs().max()) > 1e-2  # the planted CNN's G is below 30
+    kept, kept_result = _mask(model, "floor", train, validation, 2, 30.0, floor_above=0.999)
+    assert torch.equal(kept, plain)
+    assert kept_result.floor["applied"] is False and kept_result.score_scale == 1.0
+    assert kept_result.floor["p_target_without"] < 0.999
+    retried, result = _mask(model, "floor", train, validation, 2, 30.0, floor_above=1e-9)
+    assert torch.equal(retried, always) and result.floor["applied"] is True
+    assert result.score_scale > 1 and result.settings()["floor"] == result.floor
+    config = dataclasses.replace(result.config)
+    explainer = MeaningfulPerturbation(model, config, reference=HEALTHY)
+    epochs = len(kept_result.history)
+    resumed = interrupted_and_resumed(explainer, train, validation, tmp_path, epochs + 2)
+    assert torch.equal(resumed, always)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "c.floor.pt",
+        "c.floor.refine.pt",
+        "c.pt",
+        "c.refine.pt",
+    ]

@@ -68,6 +68,9 @@ class PerturbationResult:
     areas_tried: list[dict[str, float | int]] = field(default_factory=list)
     #: The factor on the score (``config.score_normalisation``; 1 without it).
     score_scale: float = 1.0
+    #: Under the score's floor with ``floor_above``: the mean masked P(target) of the
+    #: mask found without it, and whether the floor was then applied.
+    floor: dict[str, Any] | None = None
 
     def settings(self) -> dict[str, Any]:
         from neuromask.config import to_mapping
@@ -83,6 +86,8 @@ class PerturbationResult:
             settings["areas_tried"] = self.areas_tried
         if self.config.score_normalisation != "none":
             settings["score_scale"] = self.score_scale
+        if self.floor is not None:
+            settings["floor"] = self.floor
         return settings
 
 
@@ -201,10 +206,11 @@ class MeaningfulPerturbation:
         checkpoint: str | os.PathLike[str] | None,
         after_epoch: Callable[[int], None] | None,
     ) -> PerturbationResult:
-        """One mask for all of ``inputs``: the score's scale, the coarse stage (its area
-        growing with ``larger_areas``), then the fine stage."""
-        from neuromask.explain.group import optimise_group_mask
-        from neuromask.explain.score_scale import score_scale
+        """One mask for all of ``inputs``: the score's scale, then :meth:`group_stages`;
+        under the score's floor with ``floor_above`` > 0, the stages run with the score
+        as it is first, and again with the floor only when that mask does not fool the
+        CNN (:func:`~neuromask.explain.score_scale.floor_retry`)."""
+        from neuromask.explain.score_scale import floor_retry, score_scale
 
         if self.config.batch_size == 0:
             raise ParameterError(
@@ -214,7 +220,26 @@ class MeaningfulPerturbation:
             )
         if validation is not None:
             validation = self._check_inputs(validation, "validation")
-        self.score_scale = score_scale(self, inputs, target)
+        floor = self.config.score_normalisation == "floor" and self.config.floor_above > 0
+        self.score_scale = 1.0 if floor else score_scale(self, inputs, target)
+        result = self.group_stages(inputs, target, validation, checkpoint, after_epoch)
+        if floor:
+            result = floor_retry(self, result, inputs, target, validation, checkpoint, after_epoch)
+        result.score_scale = self.score_scale
+        return result
+
+    def group_stages(
+        self,
+        inputs: torch.Tensor,
+        target: int,
+        validation: torch.Tensor | None,
+        checkpoint: str | os.PathLike[str] | None,
+        after_epoch: Callable[[int], None] | None,
+    ) -> PerturbationResult:
+        """The coarse stage (its area growing with ``larger_areas``), then the fine stage,
+        with the current :attr:`score_scale`."""
+        from neuromask.explain.group import optimise_group_mask
+
         if self.config.larger_areas:
             from neuromask.explain.extremal import optimise_growing_area
 
@@ -237,7 +262,6 @@ class MeaningfulPerturbation:
                 checkpoint=checkpoint,
                 after_epoch=after_epoch,
             )
-        result.score_scale = self.score_scale
         return result
 
     def probabilities(

@@ -12,7 +12,9 @@ by ``score_gradient / G``, where G is that sum measured once, before the optimis
 over the training images with the first epoch's fill. Every CNN then starts with the
 same total pull of the score, ``score_gradient``, against the same regularisers.
 ``"floor"`` multiplies by ``max(1, score_gradient / G)``: it raises the pull of a CNN
-whose score responds weakly and leaves every other CNN's loss exactly as it was.
+whose score responds weakly and leaves every other CNN's loss exactly as it was. With
+``floor_above`` > 0 (default 0.5) a group mask gets the floor only when the mask found
+without it does not fool the CNN (:func:`floor_retry`).
 G is a deterministic function of the images, the model and the seed, so a resumed job
 measures the same scale. A group mask's fine stage (:mod:`neuromask.explain.refine`)
 keeps the score as it is: the factor places the coarse region, and in the fine stage it
@@ -22,8 +24,11 @@ spread the demo's masks into speckle.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from neuromask.errors import NeuromaskError
@@ -31,7 +36,7 @@ from neuromask.explain.objective import score_and_gradient
 
 if TYPE_CHECKING:
     from neuromask.explain.config import MaskConfig
-    from neuromask.explain.perturbation import MeaningfulPerturbation
+    from neuromask.explain.perturbation import MeaningfulPerturbation, PerturbationResult
 
 
 def score_gradient_mass(
@@ -94,3 +99,43 @@ def scale_for(cfg: MaskConfig, mass: float) -> float:
         )
     scale = cfg.score_gradient / mass
     return max(1.0, scale) if cfg.score_normalisation == "floor" else scale
+
+
+def floor_retry(
+    explainer: MeaningfulPerturbation,
+    plain: PerturbationResult,
+    images: torch.Tensor,
+    target: int,
+    validation: torch.Tensor | None,
+    checkpoint: str | os.PathLike[str] | None,
+    after_epoch: Callable[[int], None] | None,
+) -> PerturbationResult:
+    """The floor where it is needed: ``plain`` is the group mask found with the score as
+    it is. When it leaves the mean masked P(target) of the validation images (the
+    training images without them) at ``floor_above`` or more, so that the regularisers
+    rather than the CNN placed it, and the floor raises the score (G below
+    ``score_gradient``), the mask is optimised again from the start with the floor, in
+    its own checkpoints (``.floor``). Otherwise ``plain`` stands: a mask that fools its
+    CNN is left exactly as the score as it is made it."""
+    from neuromask.explain.extremal import stage_checkpoint
+
+    judged = validation if validation is not None else images
+    p = float(np.mean(explainer.probabilities(judged, target, plain.masks)))
+    plain.floor = {"p_target_without": p, "applied": False}
+    if p < explainer.config.floor_above:
+        return plain
+    scale = score_scale(explainer, images, target)
+    if scale == 1.0:
+        return plain
+    explainer.score_scale = scale
+    offset = len(plain.history)
+
+    def shifted(epoch: int) -> None:
+        if after_epoch is not None:
+            after_epoch(offset + epoch)
+
+    floored = explainer.group_stages(
+        images, target, validation, stage_checkpoint(checkpoint, "floor"), shifted
+    )
+    floored.floor = {"p_target_without": p, "applied": True}
+    return floored

@@ -179,11 +179,7 @@ def group_mask_job(
         result, failure = exc.result, exc
     outputs = _write_group_outputs(out, explainer, train, validation, result)
     _group_sidecars(out, trained, tsv)
-    for done in (
-        out / "checkpoint.pt",
-        *out.glob("checkpoint.area-*.pt"),
-        out / "checkpoint.refine.pt",
-    ):
+    for done in out.glob("checkpoint*.pt"):  # every stage's: areas, fine stage, floor
         done.unlink(missing_ok=True)
     if failure is not None:
         raise failure
