@@ -2,8 +2,8 @@
 
 The mask's loss weighs the CNN's score against the area and smoothness terms. How much
 a deletion moves the score differs between CNNs: measured at m = 1 with the healthy
-reference, the sum over the brain of |d f / d m| ranged from 16 to 30 for the demo's
-CNNs and from 35 to 136 for the tuning and suite cohorts' CNNs. With fixed weights, the
+reference, the sum over the brain of |d f / d m| ranged from 14 to 25 for the demo's
+CNNs and from 26 to 146 for the tuning and suite cohorts' 3 mm CNNs. With fixed weights, the
 regularisers then place the mask of a CNN of low sensitivity: on the demo's fold 0 the
 logit moved from 3.1 to 2.9 in 25 epochs and the mask left P(AD) at 0.71.
 
