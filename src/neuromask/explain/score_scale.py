@@ -98,7 +98,7 @@ def scale_for(cfg: MaskConfig, mass: float) -> float:
             "cannot be normalised; use score_normalisation = 'none'"
         )
     scale = cfg.score_gradient / mass
-    return max(1.0, scale) if cfg.score_normalisation == "floor" else scale
+    return max(1.0, scale) if mode == "floor" else scale
 
 
 def floor_retry(
