@@ -18,6 +18,8 @@ WORKER = str(Path(__file__).with_name("engine_worker.py"))
 
 
 def start_worker(url, log_dir, n_jobs=6, sleep_s=0.3, heartbeat=1):
+    """A worker process. The two-worker tests pass a heartbeat of 5 s: at 1 s (a grace
+    period of 2 s) a loaded machine's SQLite locks can make a live worker look dead."""
     return subprocess.Popen(
         [sys.executable, WORKER, url, str(log_dir), str(n_jobs), str(sleep_s), str(heartbeat)],
         stdout=subprocess.PIPE,
@@ -34,7 +36,7 @@ def started(log_dir):
 
 
 def check_two_workers(url, log_dir):
-    workers = [start_worker(url, log_dir) for _ in range(2)]
+    workers = [start_worker(url, log_dir, heartbeat=5) for _ in range(2)]
     for w in workers:
         out, err = w.communicate(timeout=240)
         assert w.returncode == 0, err
@@ -108,12 +110,61 @@ def test_a_failing_job_stops_the_worker_and_a_rerun_retries_it(tmp_path):
     assert collections.Counter(calls) == {0: 1, 1: 2, 2: 1}
 
 
+def _fail_running_trials(url):
+    """What another worker does to trials whose heartbeat it finds stale."""
+    storage = optuna.storages.RDBStorage(url)
+    study_id = storage.get_study_id_from_name("s")
+    for trial in storage.get_all_trials(study_id, states=(optuna.trial.TrialState.RUNNING,)):
+        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+
+
+def test_a_job_whose_trial_another_worker_failed_as_stale_still_finishes(tmp_path):
+    """A worker whose heartbeat stalled (a loaded machine, a slow disk) sees its trial
+    failed by another worker while its job runs; it must not crash, and the job ends
+    complete (its rerun finds the job's outputs done)."""
+    from neuromask.studies.engine import Job, Stage
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    calls = []
+
+    def resolve(spec):
+        def run():
+            calls.append(spec["n"])
+            if spec["n"] == 0 and calls.count(0) == 1:
+                _fail_running_trials(url)
+
+        return run
+
+    stages = [Stage("only", [Job(f"j/{n}", {"n": n}) for n in range(2)])]
+    states = run_stages(stages, url, "s", resolve, heartbeat_s=5, poll_s=0.1, progress=False)
+    assert states == {"j/0": "complete", "j/1": "complete"}
+    assert collections.Counter(calls) == {0: 2, 1: 1}
+
+
+def test_a_failing_job_whose_trial_was_failed_meanwhile_reports_its_own_error(tmp_path):
+    from neuromask.errors import NeuromaskError
+    from neuromask.studies.engine import Job, Stage
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+
+    def resolve(spec):
+        def run():
+            _fail_running_trials(url)
+            raise RuntimeError("disk full")
+
+        return run
+
+    stages = [Stage("only", [Job("j/0", {"n": 0})])]
+    with pytest.raises(NeuromaskError, match="Job j/0 failed: RuntimeError: disk full"):
+        run_stages(stages, url, "s", resolve, heartbeat_s=5, poll_s=0.1, progress=False)
+
+
 @pytest.mark.slow
 def test_a_worker_killed_before_its_first_heartbeat_does_not_block_the_job(tmp_path):
     """A trial popped (RUNNING) by a worker that died before Optuna's heartbeat thread
     wrote anything is never stale to Optuna; the engine must still rerun its job."""
     from neuromask.studies.engine import Job, Stage
-    from neuromask.train.search import create_or_load_study
+    from neuromask.train.optuna_storage import create_or_load_study
 
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     study = create_or_load_study(

@@ -14,6 +14,9 @@ the job. Jobs come in stages (data, then trainings, then evaluations and masks):
   A worker killed between Optuna's pop of a trial and its first heartbeat leaves a RUNNING
   trial that Optuna never sees as stale, so a waiting worker writes one heartbeat for
   every running trial it meets (a live worker's own heartbeats simply overwrite it);
+- a worker whose heartbeats stalled past the grace period (a loaded machine, a slow
+  disk) may see its trial failed by another worker while its job still runs; it keeps
+  going, and the retried copy finds the job's outputs done;
 - a rerun runs only the jobs without a COMPLETE trial;
 - a worker leaves a stage only once every job of it is complete.
 
@@ -34,6 +37,7 @@ from optuna.trial import TrialState
 
 from neuromask.errors import NeuromaskError
 from neuromask.progress import console
+from neuromask.train.optuna_storage import create_or_load_study, optimize_one
 
 Resolver = Callable[[dict[str, Any]], Callable[[], object]]
 
@@ -55,7 +59,6 @@ class StudyJobError(NeuromaskError, RuntimeError):
 
 
 def _load_or_create(url: str, heartbeat_s: int, name: str) -> optuna.Study:
-    from neuromask.train.search import create_or_load_study
 
     return create_or_load_study(
         url,
@@ -110,6 +113,43 @@ def _heartbeat_once(study: optuna.Study, touched: set[int]) -> None:
             storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
 
 
+class _JobRunner:
+    """Runs one waiting trial's job at a time for a worker."""
+
+    def __init__(self, study: optuna.Study, resolve: Resolver, progress: bool) -> None:
+        self.study = study
+        self.resolve = resolve
+        self.progress = progress
+
+    def objective(self, trial: optuna.Trial) -> float:
+        key = trial.user_attrs.get("job")
+        if key is None:  # the queue ran dry between our look and Optuna's pop
+            raise optuna.TrialPruned("no job")
+        for other in self.study.get_trials(deepcopy=False):
+            if other.number == trial.number or other.user_attrs.get("job") != key:
+                continue
+            if other.state == TrialState.COMPLETE or (
+                other.state == TrialState.RUNNING and other.number < trial.number
+            ):
+                raise optuna.TrialPruned(f"job {key} is done or running elsewhere")
+        if self.progress:
+            console.print(f"[bold]job[/bold] {key}")
+        try:
+            self.resolve(trial.user_attrs["spec"])()
+        except NeuromaskError:
+            raise
+        except Exception as exc:
+            raise StudyJobError(f"Job {key} failed: {type(exc).__name__}: {exc}") from exc
+        return 0.0
+
+    def run_one(self) -> None:
+        if not optimize_one(self.study, self.objective) and self.progress:
+            console.print(
+                "[yellow]a job's trial was failed by another worker while it ran "
+                "(heartbeat late); its copy will find the job done[/yellow]"
+            )
+
+
 def run_stages(
     stages: Sequence[Stage],
     storage_url: str,
@@ -125,27 +165,7 @@ def run_stages(
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # job errors are reported by us
     study = _load_or_create(storage_url, heartbeat_s, study_name)
 
-    def objective(trial: optuna.Trial) -> float:
-        key = trial.user_attrs.get("job")
-        if key is None:  # the queue ran dry between our look and Optuna's pop
-            raise optuna.TrialPruned("no job")
-        for other in study.get_trials(deepcopy=False):
-            if other.number == trial.number or other.user_attrs.get("job") != key:
-                continue
-            if other.state == TrialState.COMPLETE or (
-                other.state == TrialState.RUNNING and other.number < trial.number
-            ):
-                raise optuna.TrialPruned(f"job {key} is done or running elsewhere")
-        if progress:
-            console.print(f"[bold]job[/bold] {key}")
-        try:
-            resolve(trial.user_attrs["spec"])()
-        except NeuromaskError:
-            raise
-        except Exception as exc:
-            raise StudyJobError(f"Job {key} failed: {type(exc).__name__}: {exc}") from exc
-        return 0.0
-
+    runner = _JobRunner(study, resolve, progress)
     final: dict[str, str] = {}
     for stage in stages:
         keys = [job.key for job in stage.jobs]
@@ -178,6 +198,6 @@ def run_stages(
                     optuna.storages.fail_stale_trials(study)
                 time.sleep(poll_s)
                 continue
-            study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False)
+            runner.run_one()
         final.update(job_status(study, keys))
     return final

@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,8 +43,10 @@ from neuromask.io.atomic import atomic_path
 from neuromask.io.claim import check_not_an_input
 from neuromask.io.layout import record_path
 from neuromask.models.cnn import CNNConfig
+from neuromask.progress import console
 from neuromask.train.config import TrainConfig, train_config_to_toml_mapping
 from neuromask.train.cross_validation import run_seed
+from neuromask.train.optuna_storage import create_or_load_study, optimize_one
 from neuromask.train.splits_io import read_split_folder, row_indices
 from neuromask.train.tensors import image_tensor, labels_of, normalize_images
 from neuromask.train.trainer import train_run
@@ -150,23 +151,6 @@ def preprocessing_key(choice: str) -> str:
 
 def config_key(config: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def open_storage(url: str, heartbeat_s: int) -> optuna.storages.RDBStorage:
-    """An RDB storage with a heartbeat, so that trials of dead workers are retried."""
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        engine_kwargs = {"connect_args": {"timeout": 120}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_s,
-            grace_period=2 * heartbeat_s,
-            heartbeat_stale_trial_callback=retry,
-        )
 
 
 @dataclass
@@ -274,7 +258,11 @@ def run_search(
     study = _open_study(storage, study_name, heartbeat_s, sampler_seed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     while not _enough_trials(study, trials):
-        study.optimize(objective, n_trials=1, catch=())
+        if not optimize_one(study, objective) and progress:
+            console.print(
+                "[yellow]a trial was failed by another worker while it ran "
+                "(heartbeat late); its copy resumes it[/yellow]"
+            )
     write_best_config(study, out / "best_config.toml")
     return study
 
@@ -299,39 +287,6 @@ def _open_study(storage: str, study_name: str, heartbeat_s: int, sampler_seed: i
         direction="maximize",
         sampler=optuna.samplers.RandomSampler(seed=sampler_seed),
     )
-
-
-def create_or_load_study(
-    storage: str,
-    study_name: str,
-    heartbeat_s: int,
-    *,
-    direction: str,
-    sampler: optuna.samplers.BaseSampler,
-) -> optuna.Study:
-    """Create or load a study on a heartbeat storage. Workers starting at the same moment
-    may race to create the tables or the study, so a failed attempt is retried."""
-    import sqlalchemy.exc
-
-    for attempt in range(6):
-        try:
-            return optuna.create_study(
-                study_name=study_name,
-                storage=open_storage(storage, heartbeat_s),
-                direction=direction,  # type: ignore[arg-type]
-                sampler=sampler,
-                load_if_exists=True,
-            )
-        except (
-            sqlalchemy.exc.OperationalError,
-            sqlalchemy.exc.IntegrityError,
-            # PostgreSQL: two workers creating the tables at once ("relation ... exists")
-            sqlalchemy.exc.ProgrammingError,
-        ):
-            if attempt == 5:
-                raise
-            time.sleep(0.5 + attempt)
-    raise AssertionError("unreachable")
 
 
 def write_best_config(study: optuna.Study, path: Path) -> Path | None:

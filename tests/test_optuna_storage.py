@@ -1,0 +1,58 @@
+"""One trial run safely among workers that share an Optuna storage."""
+
+import optuna
+import pytest
+
+from neuromask.train.optuna_storage import create_or_load_study, optimize_one
+
+
+def fail_running_trials(study):
+    """What another worker does to a trial whose heartbeat it finds stale."""
+    for trial in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+
+
+@pytest.fixture
+def study(tmp_path):
+    return create_or_load_study(
+        f"sqlite:///{tmp_path / 's.db'}",
+        "s",
+        5,
+        direction="minimize",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
+
+
+def test_a_trial_that_ends_normally_is_complete(study):
+    assert optimize_one(study, lambda trial: 1.0)
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.COMPLETE]
+
+
+def test_a_trial_failed_by_another_worker_while_it_ran_does_not_stop_the_worker(study):
+    def objective(trial):
+        fail_running_trials(study)
+        return 1.0
+
+    assert optimize_one(study, objective) is False
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.FAIL]
+
+
+def test_the_objectives_own_error_is_raised_whether_or_not_its_trial_was_failed(study):
+    def broken(trial):
+        raise RuntimeError("disk full")
+
+    def broken_and_failed(trial):
+        fail_running_trials(study)
+        raise RuntimeError("disk full")
+
+    for objective in (broken, broken_and_failed):
+        with pytest.raises(RuntimeError, match="disk full"):
+            optimize_one(study, objective)
+
+
+def test_a_pruned_trial_is_not_an_error(study):
+    def pruned(trial):
+        raise optuna.TrialPruned("nothing to do")
+
+    assert optimize_one(study, pruned)
+    assert study.get_trials()[0].state == optuna.trial.TrialState.PRUNED
