@@ -84,6 +84,7 @@ COHORTS: dict[str, list[str]] = {
 #: The masks compared: label -> (`neuromask mask group --preset`, settings on top of it).
 MASKS: dict[str, tuple[str, dict[str, object]]] = {
     "group": ("group", {}),
+    "group-wide": ("group-wide", {}),
     "group-coarse": ("group-coarse", {}),
     "group-mu": ("group-mu", {}),
     "group-sufficient": ("group-sufficient", {}),
@@ -91,6 +92,7 @@ MASKS: dict[str, tuple[str, dict[str, object]]] = {
 }
 LABELS = {
     "group": "mask (group, default)",
+    "group-wide": "mask (group-wide: round 8's defaults, fine region m < 0.95)",
     "group-coarse": "mask (group-coarse: no fine stage)",
     "group-mu": "mask (group-mu: mu = 1, 5 %)",
     "group-sufficient": "mask (group-sufficient: 2, 4 or 8 %)",

@@ -106,7 +106,7 @@ def test_bad_hyperparameters_are_refused():
             MaskConfig(**kwargs)
     with pytest.raises(
         ParameterError,
-        match="valid names: group, group-coarse, group-mu, group-sufficient, group-bounded, voxel, paper, "
+        match="valid names: group, group-coarse, group-mu, group-sufficient, group-wide, voxel, paper, "
         "small-cohort, session, paper-session",
     ):
         mask_preset("huge")

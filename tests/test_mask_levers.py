@@ -197,7 +197,8 @@ def test_presets_are_pinned():
     group, voxel = mask_preset("group"), mask_preset("voxel")
     assert group == MaskConfig()
     assert (group.area, group.upsample, group.max_epochs) == (0.02, 2, 20)
-    assert (group.refine_epochs, group.refine_dilation, group.refine_lambda2) == (10, 1, 2e-3)
+    assert (group.refine_epochs, group.refine_dilation, group.refine_lambda2) == (10, 2, 2e-3)
+    assert group.refine_below == 0.5
     assert (group.lambda2, group.refine_min_voxels, group.refine_area) == (1e-4, 27, 0.0)
     assert group.refines and group.reference == "healthy"
     assert (group.score_normalisation, group.score_gradient, group.floor_above) == (
@@ -227,8 +228,9 @@ def test_presets_are_pinned():
     assert group.larger_areas == () and sufficient.larger_areas == (0.04, 0.08)
     assert dataclasses.replace(sufficient, larger_areas=()) == coarse
     assert sufficient.fooled_below == 0.05
-    bounded = mask_preset("group-bounded")
-    assert bounded.refine_below == 0.5 and dataclasses.replace(bounded, refine_below=0.95) == group
+    wide = mask_preset("group-wide")  # round 8's defaults
+    assert (wide.refine_below, wide.refine_dilation) == (0.95, 1)
+    assert dataclasses.replace(wide, refine_below=0.5, refine_dilation=2) == group
     assert all(not mask_preset(n).larger_areas for n in ("voxel", "session", "paper"))
     assert not any(mask_preset(n).refines for n in ("voxel", "session", "paper"))
     assert (voxel.area, voxel.upsample, voxel.max_epochs) == (0.0, 1, 150)

@@ -90,7 +90,7 @@ def _add_group_inputs(f, default_preset: str):
                     "group-coarse",
                     "group-mu",
                     "group-sufficient",
-                    "group-bounded",
+                    "group-wide",
                     "voxel",
                     "paper",
                     "small-cohort",
@@ -105,9 +105,9 @@ def _add_group_inputs(f, default_preset: str):
             "alone, at most 40 epochs (the defaults before the fine stage); group-mu: the "
             "coarse mask deleting 5 % with mu = 1; group-sufficient: the coarse mask, grown "
             "to 4 and then 8 % of the brain until the masked validation P(AD) falls below "
-            "0.05 (the smallest sufficient area; up to 3 times the cost); group-bounded: the "
-            "defaults with the fine stage's region bounded at m < 0.5 of the coarse mask "
-            "(README's suite); voxel: a voxel-level "
+            "0.05 (the smallest sufficient area; up to 3 times the cost); group-wide: the "
+            "defaults before round 9, whose fine stage may delete wherever the coarse mask "
+            "moved (m < 0.95, dilated by one voxel); voxel: a voxel-level "
             "mask under the size term (lambda1 = lambda2 = 0.001, mu = 1, at most 150 "
             "epochs); paper: the "
             "paper's method exactly (f = P(AD), lambda1 0.0001, lambda2 0.01, the mask over "
