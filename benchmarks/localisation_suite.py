@@ -1,12 +1,15 @@
 """Does the default group mask show what the CNN uses? Every method on fresh cohorts.
 
 Usage: python benchmarks/localisation_suite.py OUT [--cohorts NAME,NAME] [--jobs 2]
-           [--masks group,group-coarse,group-mu,group-sufficient,voxel] [--rescore]
+           [--masks group,group-r9,group-wide,group-coarse,group-mu,group-sufficient,voxel]
+           [--rescore]
 
 Each cohort is made, quality-checked, split and trained through the `neuromask`
 command, as a user would (`synth`, `qc`, `split`, `train --split 0`; 120 subjects per
 class); its group masks too (`neuromask mask group ...`: the defaults, 20 epochs of the
-coarse mask and 10 of the fine stage; `--preset group-coarse`, the coarse mask alone,
+coarse mask and 10 of the fine stage; `group-r9`, the same without the halo,
+`halo_sigma = 0`, round 9's default; `--preset group-wide`, round 8's default;
+`--preset group-coarse`, the coarse mask alone,
 the defaults before the fine stage; `--preset group-mu`, the coarse mask with mu = 1 at
 5 %, the defaults before the healthy reference; `--preset group-sufficient`, the coarse
 mask grown to 4 and 8 % until it fools the CNN; these three at most 40 epochs per area;
@@ -84,6 +87,7 @@ COHORTS: dict[str, list[str]] = {
 #: The masks compared: label -> (`neuromask mask group --preset`, settings on top of it).
 MASKS: dict[str, tuple[str, dict[str, object]]] = {
     "group": ("group", {}),
+    "group-r9": ("group", {"halo_sigma": 0.0}),
     "group-wide": ("group-wide", {}),
     "group-coarse": ("group-coarse", {}),
     "group-mu": ("group-mu", {}),
@@ -92,6 +96,7 @@ MASKS: dict[str, tuple[str, dict[str, object]]] = {
 }
 LABELS = {
     "group": "mask (group, default)",
+    "group-r9": "mask (group without the halo: round 9's default)",
     "group-wide": "mask (group-wide: round 8's defaults, fine region m < 0.95)",
     "group-coarse": "mask (group-coarse: no fine stage)",
     "group-mu": "mask (group-mu: mu = 1, 5 %)",
@@ -324,7 +329,7 @@ def main() -> None:
     parser.add_argument(
         "--masks",
         default=",".join(MASKS),
-        help="masks to run: group, group-mu, voxel (done ones are kept)",
+        help=f"masks to run, of {', '.join(MASKS)} (done ones are kept)",
     )
     args = parser.parse_args()
     names = [n for n in args.cohorts.split(",") if n]

@@ -38,7 +38,7 @@ _COMMON = [
         help="TOML file of mask settings (beta1, beta2, lambda1, lambda2, learning_rate, mu, "
         "score, margin, area, area_weight, upsample, refine_epochs, refine_dilation, "
         "refine_lambda2, refine_area, refine_min_voxels, refine_below, score_normalisation, "
-        "score_gradient, floor_above, jitter, reference, "
+        "score_gradient, floor_above, halo_sigma, halo_depth, jitter, reference, "
         "step_scaling, precision, max_epochs, patience, tolerance, batch_size, "
         "restrict_to_brain, seed, size_epsilon, keep_above, larger_areas, fooled_below; "
         "see the "

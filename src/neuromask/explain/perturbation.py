@@ -16,6 +16,7 @@ every setting.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -193,6 +194,11 @@ class MeaningfulPerturbation:
                     "mask setting jitter applies to group masks only; set jitter = 0 for "
                     "session masks"
                 )
+            if self.config.halo_sigma:
+                raise ParameterError(
+                    "mask setting halo_sigma applies to group masks only; set halo_sigma = 0 "
+                    "for session masks"
+                )
             result = optimise_session_masks(self, inputs, target, on_mask_done)
         else:
             raise ParameterError(f"attribute: mode must be 'group' or 'session', got {mode!r}")
@@ -226,7 +232,18 @@ class MeaningfulPerturbation:
         if floor:
             result = floor_retry(self, result, inputs, target, validation, checkpoint, after_epoch)
         result.score_scale = self.score_scale
-        return result
+        return self._with_halo(result)
+
+    def _with_halo(self, result: PerturbationResult) -> PerturbationResult:
+        """The final group mask with its halo (:mod:`neuromask.explain.halo`)."""
+        from neuromask.explain.halo import with_halo
+
+        sigma, depth, brain = self.config.halo_sigma, self.config.halo_depth, self.area_brain
+        return dataclasses.replace(
+            result,
+            masks=with_halo(result.masks, sigma, depth, brain),
+            raw_masks=with_halo(result.raw_masks, sigma, depth, brain),
+        )
 
     def group_stages(
         self,
