@@ -21,7 +21,8 @@ the first six correctly classified validation AD sessions, which also score ever
 - localisation against the ground truth (`neuromask localize`'s scores; k = the number
   of truly atrophied ROIs; voxel truth for the blob cohorts);
 - coherence (`neuromask.metrics.coherence`: share of the top 5 % of brain voxels in
-  the 5 largest connected components);
+  the 5 largest connected components), and the same of the top 2 % (the default
+  mask's area: its deleted voxels, without the kept ones that its halo ranks next);
 - deletion, insertion and ROAD areas (`neuromask.metrics.faithfulness`), with mu = 1
   and, for deletion and insertion, also with each session's healthy version max(X, H)
   as the reference;
@@ -291,6 +292,7 @@ COLUMNS = {
     "recall_at_k": "recall@k",
     "mass_accuracy": "mass",
     "coherence": "coherence",
+    "coherence_top2": "coherence (top 2 %)",
     "insertion_auc": "insertion ↑",
     "insertion_healthy_auc": "insertion from healthy ↑",
     "deletion_healthy_auc": "deletion to healthy ↓",

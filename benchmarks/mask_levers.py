@@ -68,6 +68,9 @@ def score_map(relevance, model, val, brain, atlas, truth, healthy=None) -> dict[
     brain of pure GM, which these CNNs call healthy whatever is put back."""
     s = truth.scores(relevance, atlas, k=len(truth.rois), kind="attribution")
     c = coherence(relevance, brain)
+    # the top 2 % alone (the default mask's area): what the mask deletes, without the
+    # kept voxels that the halo ranks next
+    top2 = coherence(relevance, brain, fraction=0.02)
     curves = faithfulness_curves(model, val, relevance, brain, reference=1.0)
     extra = {}
     if healthy is not None:
@@ -86,6 +89,7 @@ def score_map(relevance, model, val, brain, atlas, truth, healthy=None) -> dict[
         "mass_accuracy": s.mass_accuracy,
         "coherence": c.coherence,
         "components": c.components,
+        "coherence_top2": top2.coherence,
         **curves.areas(),
         **extra,
     }

@@ -74,7 +74,7 @@ def test_halo_settings_are_checked(field, value):
         MaskConfig(**{field: value})
 
 
-def test_a_group_mask_gets_its_halo_and_a_session_mask_refuses_it(planted_model):
+def test_a_group_mask_gets_its_halo_and_a_session_mask_none(planted_model):
     model, train, validation = planted_model
     config = MaskConfig(
         reference="constant", area=0.06, max_epochs=2, refine_epochs=2, halo_sigma=0.0
@@ -88,6 +88,10 @@ def test_a_group_mask_gets_its_halo_and_a_session_mask_refuses_it(planted_model)
     assert torch.allclose(masks, with_halo(plain, 2.0, 0.02, brain))
     assert torch.allclose(halo_result.raw_masks, with_halo(result.raw_masks, 2.0, 0.02, brain))
     assert not torch.equal(masks, plain)
-    session = dataclasses.replace(mask_preset("session"), halo_sigma=2.0, max_epochs=2)
-    with pytest.raises(ParameterError, match="halo_sigma"):
-        MeaningfulPerturbation(model, session).attribute(train[:1], 1, mode="session")
+    # session masks never get one, whatever halo_sigma says (as with the fine stage)
+    session = dataclasses.replace(mask_preset("session"), max_epochs=2)
+    without, _ = MeaningfulPerturbation(model, session).attribute(train[:2], 1, mode="session")
+    with_it, _ = MeaningfulPerturbation(
+        model, dataclasses.replace(session, halo_sigma=2.0, halo_depth=0.02)
+    ).attribute(train[:2], 1, mode="session")
+    assert torch.equal(without, with_it) and bool((without < 1).any())

@@ -194,11 +194,6 @@ class MeaningfulPerturbation:
                     "mask setting jitter applies to group masks only; set jitter = 0 for "
                     "session masks"
                 )
-            if self.config.halo_sigma:
-                raise ParameterError(
-                    "mask setting halo_sigma applies to group masks only; set halo_sigma = 0 "
-                    "for session masks"
-                )
             result = optimise_session_masks(self, inputs, target, on_mask_done)
         else:
             raise ParameterError(f"attribute: mode must be 'group' or 'session', got {mode!r}")
@@ -235,7 +230,9 @@ class MeaningfulPerturbation:
         return self._with_halo(result)
 
     def _with_halo(self, result: PerturbationResult) -> PerturbationResult:
-        """The final group mask with its halo (:mod:`neuromask.explain.halo`)."""
+        """The final group mask with its halo (:mod:`neuromask.explain.halo`). Session
+        masks never get one, as they never get the fine stage: it was not measured on
+        them."""
         from neuromask.explain.halo import with_halo
 
         sigma, depth, brain = self.config.halo_sigma, self.config.halo_depth, self.area_brain
