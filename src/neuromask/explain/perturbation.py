@@ -16,10 +16,9 @@ every setting.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -236,7 +235,7 @@ class MeaningfulPerturbation:
         from neuromask.explain.halo import with_halo
 
         sigma, depth, brain = self.config.halo_sigma, self.config.halo_depth, self.area_brain
-        return dataclasses.replace(
+        return replace(
             result,
             masks=with_halo(result.masks, sigma, depth, brain),
             raw_masks=with_halo(result.raw_masks, sigma, depth, brain),
