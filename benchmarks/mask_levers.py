@@ -75,12 +75,15 @@ def score_map(relevance, model, val, brain, atlas, truth, healthy=None) -> dict[
     extra = {}
     if healthy is not None:
         start = healthy.paired(val, range(len(val)))
+        # ROAD on the residual from each image's CN session (image i with session i mod K)
+        anatomy = healthy.sessions[torch.as_tensor(np.arange(len(val)) % len(healthy))]
         areas = faithfulness_curves(
-            model, val, relevance, brain, reference=start, road=False
+            model, val, relevance, brain, reference=start, road_anatomy=anatomy.cpu()
         ).areas()
         extra = {
             "insertion_healthy_auc": areas["insertion_auc"],
             "deletion_healthy_auc": areas["deletion_auc"],
+            "road_healthy_auc": areas["road_auc"],
         }
     return {
         "voxel_auc": s.voxel_auc,

@@ -149,3 +149,38 @@ def test_an_image_reference_fills_each_image_with_its_own(case):
     np.testing.assert_allclose(curves.insertion[1], sigmoid(inserted @ w - 3.0).mean(), rtol=1e-5)
     with pytest.raises(ParameterError, match="reference images"):
         faithfulness_curves(model, images, relevance, brain, reference=start[:2])
+
+
+def test_road_on_an_anatomy_imputes_the_residual_and_adds_the_anatomy_back(case, rng):
+    """A + imputed(X - A): a region whose deviation from the anatomy is harmonic (a ramp)
+    comes back exactly, so removing it changes nothing; a dip in it (atrophy) is
+    removed, whereas imputing the raw values from the region's dimmer neighbours (plain
+    ROAD) dims the region too, as it does to gray matter beside white matter."""
+    brain, weights, region, _ = case
+    model = LinearCNN(weights, bias=-3.0)
+    anatomy = rng.uniform(0.2, 0.4, (2, 1, *GRID))
+    anatomy[:, :, region] = 0.9  # the region is tissue brighter than its surroundings
+    ramp = 0.01 * np.add.outer(np.add.outer(np.arange(6.0), np.arange(7.0)), np.arange(8.0))
+    healthy = anatomy + ramp
+    atrophied = healthy.copy()
+    atrophied[:, :, region] -= 0.3
+    relevance = np.where(region, 1.0, 0.0)
+    q = region.sum() / brain.sum()  # exactly the region is removed at the last fraction
+
+    def road(images: np.ndarray, with_anatomy: bool) -> float:
+        return faithfulness_curves(
+            model, torch.as_tensor(images, dtype=torch.float32), relevance, brain,
+            fractions=(0.0, q), road_noise=0.0,
+            road_anatomy=torch.as_tensor(anatomy) if with_anatomy else None,
+        ).road[-1]  # fmt: skip
+
+    w = weights.reshape(-1)
+    as_healthy = sigmoid(healthy.reshape(2, -1) @ w - 3.0).mean()
+    assert road(healthy, True) == pytest.approx(as_healthy, rel=1e-5)
+    assert road(atrophied, True) == pytest.approx(as_healthy, rel=1e-5)
+    assert road(healthy, False) < as_healthy - 0.2  # plain ROAD dims the region
+    with pytest.raises(ParameterError, match="anatomy images"):
+        faithfulness_curves(
+            model, torch.as_tensor(healthy, dtype=torch.float32), relevance, brain,
+            road_anatomy=anatomy[:1],
+        )  # fmt: skip

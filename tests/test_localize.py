@@ -130,7 +130,13 @@ def test_localize_measures_faithfulness_to_a_model(tiny_cohort, tiny_model, trut
     scores = json.loads(out.read_text())
     direct = map_faithfulness(tiny_model, 1.0 - mask, images=2)
     assert len(scores["faithfulness_sessions"]) == len(direct.sessions) <= 2
-    for key in ("mu_deletion_auc", "mu_insertion_auc", "road_auc", "healthy_insertion_auc"):
+    for key in (
+        "mu_deletion_auc",
+        "mu_insertion_auc",
+        "road_auc",
+        "healthy_insertion_auc",
+        "healthy_road_auc",
+    ):
         assert scores[key] == pytest.approx(direct.areas[key])
         assert 0.0 <= scores[key] <= 1.0
     assert "healthy_insertion_auc" in output

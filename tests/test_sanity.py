@@ -129,7 +129,7 @@ def test_run_writes_one_row_per_method_and_the_whole_cascade(sanity_run, tiny_mo
         assert column in table.columns, column
     assert (table["seconds"] > 0).all()
     areas = ("deletion_auc", "insertion_auc", "road_auc", "healthy_insertion_auc")
-    for area in (*areas, "healthy_deletion_auc"):  # mean P(AD) along a curve
+    for area in (*areas, "healthy_deletion_auc", "healthy_road_auc"):  # mean P(AD) along a curve
         assert table[area].between(0.0, 1.0).all(), area
     cascade = pd.read_csv(out / "cascade.tsv", sep="\t")
     n_layers = len(cascade_layers(load_trained_model(tiny_model)[0]))

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     default=None,
     help="A trained model folder (split-K/run-R, or a ClinicaDL MAPS): also measure the map's deletion, "
     "insertion and ROAD curves on this CNN, with mu = 1 and with healthy tissue as the "
-    "reference.",
+    "reference (healthy_road_auc: ROAD on the residual from a CN session).",
 )
 @click.option(
     "--images",

@@ -9,7 +9,10 @@ two references:
   training set (session i with CN session i mod K, as
   :class:`~neuromask.explain.reference.HealthyReference` pairs them). Insertion then
   starts from a brain a CNN has seen the like of, instead of one of pure GM that it
-  calls healthy whatever is put back.
+  calls healthy whatever is put back. ROAD then imputes each session's residual from
+  its CN session H and adds H back (``healthy_road_auc``): on GM maps, imputing the
+  raw values from their neighbours looks like atrophy to the CNN
+  (:mod:`neuromask.metrics.faithfulness`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,13 @@ def healthy_versions(sessions: np.ndarray, images: torch.Tensor) -> torch.Tensor
     return HealthyReference(sessions, cpu).paired(images.to(cpu), range(len(images)))
 
 
+def paired_sessions(sessions: np.ndarray, count: int) -> torch.Tensor:
+    """The CN session of each of ``count`` images (count, 1, X, Y, Z): image i with
+    session i mod K, as :func:`healthy_versions` pairs them."""
+    maps = np.asarray(sessions, dtype=np.float32)
+    return torch.from_numpy(maps[np.arange(count) % len(maps)][:, None])
+
+
 def faithfulness_areas(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -40,21 +50,26 @@ def faithfulness_areas(
     *,
     mu: float = 1.0,
     healthy_start: torch.Tensor | None = None,
+    healthy_anatomy: torch.Tensor | None = None,
     seed: int = 0,
 ) -> dict[str, float]:
     """``deletion_auc``, ``insertion_auc`` and ``road_auc`` of one map with ``mu`` as the
     reference and, given the images' healthy versions (:func:`healthy_versions`),
-    ``healthy_deletion_auc`` and ``healthy_insertion_auc`` with them as the reference
-    (`neuromask sanity`'s columns)."""
+    ``healthy_deletion_auc`` and ``healthy_insertion_auc`` with them as the reference;
+    given also their CN sessions (:func:`paired_sessions`), ``healthy_road_auc``: ROAD
+    on the residual from them (`neuromask sanity`'s columns)."""
     from neuromask.metrics.faithfulness import faithfulness_curves
 
     areas = faithfulness_curves(model, images, relevance, brain, reference=mu, seed=seed).areas()
     if healthy_start is not None:
         healthy = faithfulness_curves(
-            model, images, relevance, brain, reference=healthy_start, seed=seed, road=False
-        ).areas()
+            model, images, relevance, brain, reference=healthy_start, seed=seed,
+            road=healthy_anatomy is not None, road_anatomy=healthy_anatomy,
+        ).areas()  # fmt: skip
         areas["healthy_deletion_auc"] = healthy["deletion_auc"]
         areas["healthy_insertion_auc"] = healthy["insertion_auc"]
+        if healthy_anatomy is not None:
+            areas["healthy_road_auc"] = healthy["road_auc"]
     return areas
 
 
@@ -90,16 +105,17 @@ def map_faithfulness(
             f"the map's grid {tuple(np.shape(relevance))} is not the model's input grid {grid}"
         )
     x = inputs.images[:images]
-    start = healthy_versions(trained.training_cn_sessions(seed, cache_dir=cache_dir), x)
+    sessions = trained.training_cn_sessions(seed, cache_dir=cache_dir)
     measured = faithfulness_areas(
-        trained.model, x, relevance, brain_mask_of(inputs.data.images), healthy_start=start,
-        seed=seed,
+        trained.model, x, relevance, brain_mask_of(inputs.data.images),
+        healthy_start=healthy_versions(sessions, x),
+        healthy_anatomy=paired_sessions(sessions, len(x)), seed=seed,
     )  # fmt: skip
     # mu's deletion and insertion are named for their reference here
     areas = {
         f"mu_{k}" if k in ("deletion_auc", "insertion_auc") else k: v for k, v in measured.items()
     }
-    sessions = inputs.sessions.iloc[: len(x)]
-    pairs = zip(sessions["participant_id"], sessions["session_id"], strict=True)
+    scored = inputs.sessions.iloc[: len(x)]
+    pairs = zip(scored["participant_id"], scored["session_id"], strict=True)
     labels = [f"{p} {s}" for p, s in pairs]
     return MapFaithfulness(areas, labels)

@@ -201,10 +201,14 @@ def _faithfulness(
     """Deletion, insertion and ROAD areas of each method's map on the trained CNN, with
     mu = 1 as the reference and, when the CN training sessions are loaded, also with
     each image's healthy version max(X, H) (``healthy_deletion_auc``,
-    ``healthy_insertion_auc``; image i with CN session i mod K)."""
-    from neuromask.jobs.faithfulness import faithfulness_areas, healthy_versions
+    ``healthy_insertion_auc``; image i with CN session i mod K) and ROAD on the residual
+    from H (``healthy_road_auc``)."""
+    from neuromask.jobs.faithfulness import faithfulness_areas, healthy_versions, paired_sessions
 
-    start = None if ctx.healthy is None else healthy_versions(ctx.healthy, ctx.images)
+    start = anatomy = None
+    if ctx.healthy is not None:
+        start = healthy_versions(ctx.healthy, ctx.images)
+        anatomy = paired_sessions(ctx.healthy, len(ctx.images))
     return {
         method: faithfulness_areas(
             ctx.model,
@@ -213,6 +217,7 @@ def _faithfulness(
             ctx.brain,
             mu=mask_preset("group").mu,
             healthy_start=start,
+            healthy_anatomy=anatomy,
             seed=ctx.config.seed,
         )
         for method in ctx.config.methods
