@@ -37,6 +37,21 @@ def test_a_trial_failed_by_another_worker_while_it_ran_does_not_stop_the_worker(
     assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.FAIL]
 
 
+def test_a_trial_another_worker_recorded_while_it_ran_does_not_stop_the_worker(study):
+    """SQLite cannot lock the row of a popped trial: another worker may run and record
+    the same trial; this worker's outcome is then refused, not an error."""
+
+    def objective(trial):
+        study._storage.set_trial_state_values(
+            trial._trial_id, optuna.trial.TrialState.COMPLETE, [0.0]
+        )
+        return 1.0
+
+    assert optimize_one(study, objective) is False
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.COMPLETE]
+    assert study.get_trials()[0].value == 0.0
+
+
 def test_the_objectives_own_error_is_raised_whether_or_not_its_trial_was_failed(study):
     def broken(trial):
         raise RuntimeError("disk full")

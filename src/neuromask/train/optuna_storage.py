@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 
 def open_storage(url: str, heartbeat_s: int) -> optuna.storages.RDBStorage:
@@ -69,14 +68,17 @@ def create_or_load_study(
 
 
 def optimize_one(study: optuna.Study, objective: Callable[[optuna.Trial], float]) -> bool:
-    """Run one trial of ``study``; return False if another worker failed it meanwhile.
+    """Run one trial of ``study``; return False if another worker finished it meanwhile.
 
     A live worker whose heartbeats stalled past the grace period (a loaded machine, SQLite
     locks, a slow disk) can see its running trial failed as stale by another worker,
     which queues a copy. Optuna then refuses to record the outcome (the error depends on
     the moment: ``UpdateFinishedTrialError``, or a ``ValueError`` followed by an
-    ``AssertionError``). The worker must not stop there: the objective's own error is
-    raised as it is, and otherwise the copy finds the work done or resumes it.
+    ``AssertionError``). The same refusal came once, in CI on SQLite, for a trial that
+    the storage held finished but not failed: another worker had recorded it (SQLite
+    cannot lock the row a worker pops). The worker must not stop there: the objective's
+    own error is raised as it is, and otherwise the copy, or the other worker, has the
+    work done (jobs are idempotent).
     """
     ran: list[int] = []
     raised: list[BaseException] = []
@@ -96,7 +98,10 @@ def optimize_one(study: optuna.Study, objective: Callable[[optuna.Trial], float]
     except Exception as exc:
         if raised and exc is raised[0]:  # the objective failed, and Optuna recorded it
             raise
-        if not ran or study._storage.get_trial(ran[0]).state != TrialState.FAIL:
+        refused = (optuna.exceptions.UpdateFinishedTrialError, ValueError, AssertionError)
+        if not ran or not isinstance(exc, refused):
+            raise
+        if not study._storage.get_trial(ran[0]).state.is_finished():
             raise
         if raised:
             raise raised[0] from exc
