@@ -75,8 +75,9 @@ def optimize_one(study: optuna.Study, objective: Callable[[optuna.Trial], float]
     which queues a copy. Optuna then refuses to record the outcome (the error depends on
     the moment: ``UpdateFinishedTrialError``, or a ``ValueError`` followed by an
     ``AssertionError``). The same refusal came once, in CI on SQLite, for a trial that
-    the storage held finished but not failed: another worker had recorded it (SQLite
-    cannot lock the row a worker pops). The worker must not stop there: the objective's
+    the storage held finished but not failed, presumably recorded by another worker that
+    popped the same trial (SQLite cannot lock the row; the cause was not reproduced).
+    The worker must not stop there: the objective's
     own error is raised as it is, and otherwise the copy, or the other worker, has the
     work done (jobs are idempotent).
     """
