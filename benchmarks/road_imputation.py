@@ -21,7 +21,6 @@ sessions AD; removing the truth should bring AD sessions down. Prints one Markdo
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +80,6 @@ def main() -> None:
             + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values())
             + " |"
         )
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":
