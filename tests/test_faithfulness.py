@@ -8,10 +8,11 @@ import torch
 from torch import nn
 
 from neuromask.errors import ParameterError
-from neuromask.metrics.faithfulness import (
-    faithfulness_curves,
+from neuromask.metrics.faithfulness import faithfulness_curves, ranked_brain_voxels
+from neuromask.metrics.imputation import (
+    LaplaceSystem,
     neighbour_imputation,
-    ranked_brain_voxels,
+    neighbour_imputations,
 )
 
 GRID = (6, 7, 8)
@@ -102,6 +103,38 @@ def test_imputation_reproduces_harmonic_images_and_ignores_the_hole(rng):
     assert filled[inner] == pytest.approx(np.mean(neighbours))
     noisy = neighbour_imputation(image, hole, noise=0.1, rng=np.random.default_rng(1))
     assert 0.05 < np.std(noisy[hole] - filled[hole]) < 0.2
+
+
+def test_one_system_for_a_stack_gives_each_image_its_own_imputation(rng):
+    hole = rng.random(GRID) < 0.3
+    hole[0] = False  # every piece of the hole has kept neighbours
+    images = rng.random((3, *GRID))
+    stacked = neighbour_imputations(images, hole, noise=0.05, rng=np.random.default_rng(7))
+    one_rng = np.random.default_rng(7)  # the noise is drawn image after image, as before
+    for i in range(3):
+        alone = neighbour_imputation(images[i], hole, noise=0.05, rng=one_rng)
+        np.testing.assert_allclose(stacked[i], alone, atol=1e-12)
+        np.testing.assert_array_equal(stacked[i][~hole], images[i][~hole])
+
+
+def test_conjugate_gradients_agree_with_a_direct_solve(rng):
+    from scipy.sparse.linalg import spsolve
+
+    hole = np.zeros((12, 13, 14), bool)
+    hole[2:10, 3:11, 1:13] = rng.random((8, 8, 12)) < 0.8  # pieces of many shapes
+    image = rng.random(hole.shape)
+    system = LaplaceSystem.of(hole)
+    direct = spsolve(system.matrix.tocsc(), system.boundary @ image.ravel())
+    np.testing.assert_allclose(system.solve(image), direct, atol=1e-8)
+
+
+def test_a_hole_without_kept_neighbours_is_refused():
+    hole = np.zeros((5, 5, 5), bool)
+    hole[:, :, :2] = True  # a slab that touches the kept voxels: fine
+    neighbour_imputation(np.ones(hole.shape), hole)
+    hole[:] = True  # nothing kept: nothing to impute from
+    with pytest.raises(ParameterError, match="piece of 125 voxels has no kept neighbour"):
+        neighbour_imputation(np.ones(hole.shape), hole)
 
 
 def test_settings_are_checked(case):

@@ -37,10 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import sparse
-from scipy.sparse.linalg import spsolve
 
 from neuromask.errors import ParameterError
+from neuromask.metrics.imputation import neighbour_imputations
 from neuromask.models.inference import class_probabilities
 
 #: The fractions of brain voxels changed, from none to a fifth.
@@ -87,56 +86,6 @@ def ranked_brain_voxels(relevance: np.ndarray, brain: np.ndarray, seed: int = 0)
     values = np.asarray(relevance, dtype=np.float64).ravel()[inside]
     shuffle = np.random.default_rng([seed, 31]).random(inside.size)
     return inside[np.lexsort((shuffle, -values))]
-
-
-def neighbour_imputation(
-    image: np.ndarray,
-    removed: np.ndarray,
-    noise: float = 0.0,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """``image`` with the ``removed`` voxels (bool, same shape) replaced by the solution of
-    the discrete Laplace equation (each equals the mean of its in-grid neighbours) given
-    the other voxels, plus Gaussian noise of SD ``noise``: ROAD's noisy linear
-    imputation."""
-    image = np.asarray(image, dtype=np.float64)
-    removed = np.asarray(removed, dtype=bool)
-    unknown = np.flatnonzero(removed.ravel())
-    if unknown.size == 0:
-        return image.copy()
-    index = np.full(image.size, -1, dtype=np.int64)
-    index[unknown] = np.arange(unknown.size)
-    coords = np.unravel_index(unknown, image.shape)
-    flat = image.ravel()
-    rows, cols, vals = [], [], []
-    degree = np.zeros(unknown.size)
-    rhs = np.zeros(unknown.size)
-    for axis in range(image.ndim):
-        for step in (-1, 1):
-            neighbour = [c.copy() for c in coords]
-            neighbour[axis] = neighbour[axis] + step
-            valid = (neighbour[axis] >= 0) & (neighbour[axis] < image.shape[axis])
-            degree += valid
-            target = np.ravel_multi_index([n[valid] for n in neighbour], image.shape)
-            source = np.flatnonzero(valid)
-            is_unknown = index[target] >= 0
-            rows.append(source[is_unknown])
-            cols.append(index[target[is_unknown]])
-            vals.append(np.full(int(is_unknown.sum()), -1.0))
-            np.add.at(rhs, source[~is_unknown], flat[target[~is_unknown]])
-    rows.append(np.arange(unknown.size))
-    cols.append(np.arange(unknown.size))
-    vals.append(degree)
-    system = sparse.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(unknown.size, unknown.size),
-    )
-    solution = np.atleast_1d(spsolve(system, rhs))
-    if noise > 0:
-        solution = solution + (rng or np.random.default_rng(0)).normal(0.0, noise, unknown.size)
-    out = flat.copy()
-    out[unknown] = solution
-    return out.reshape(image.shape)
 
 
 def faithfulness_curves(
@@ -196,20 +145,23 @@ def faithfulness_curves(
         top = np.zeros(base[0, 0].size, dtype=bool)
         top[order[: int(round(fraction * order.size))]] = True
         not_inserted = brain_flat & ~top
-        deleted, inserted, imputed = base.copy(), base.copy(), base.copy()
+        deleted, inserted = base.copy(), base.copy()
         for i in range(base.shape[0]):
             flat_del, flat_ins = deleted[i, 0].reshape(-1), inserted[i, 0].reshape(-1)
             flat_fill = fill[i, 0].reshape(-1)
             flat_del[top] = flat_fill[top]
             flat_ins[not_inserted] = flat_fill[not_inserted]
-            if road:
-                imputed[i, 0] = _road_imputation(
-                    base[i, 0], None if anatomy is None else anatomy[i, 0], top.reshape(grid),
-                    road_noise, rng,
-                )  # fmt: skip
-        curves["deletion"].append(score(deleted))
+        if road:
+            removed = top.reshape(grid)
+            imputed = _road_imputation(base, anatomy, removed, road_noise, rng)
+        if top.any():
+            curves["deletion"].append(score(deleted))
+            curves["road"].append(score(imputed) if road else float("nan"))
+        else:  # nothing removed: both are the images as they are
+            as_is = score(base)
+            curves["deletion"].append(as_is)
+            curves["road"].append(as_is if road else float("nan"))
         curves["insertion"].append(score(inserted))
-        curves["road"].append(score(imputed) if road else float("nan"))
     return FaithfulnessCurves(
         q, *(np.asarray(curves[k]) for k in ("deletion", "insertion", "road"))
     )
@@ -228,16 +180,17 @@ def _images_like(
 
 
 def _road_imputation(
-    image: np.ndarray,
+    images: np.ndarray,
     anatomy: np.ndarray | None,
     removed: np.ndarray,
     noise: float,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """ROAD's imputation of ``removed``; with an ``anatomy``, of the residual from it."""
+    """ROAD's imputation of ``removed`` in ``images`` (N, 1, X, Y, Z), one linear system
+    for all; with an ``anatomy`` (the same shape), of the residual from it."""
     if anatomy is None:
-        return neighbour_imputation(image, removed, noise=noise, rng=rng)
-    residual = neighbour_imputation(image - anatomy, removed, noise=noise, rng=rng)
-    out = np.array(image, dtype=np.float64)
-    out[removed] = anatomy[removed] + residual[removed]
+        return neighbour_imputations(images[:, 0], removed, noise=noise, rng=rng)[:, None]
+    residual = neighbour_imputations(images[:, 0] - anatomy[:, 0], removed, noise=noise, rng=rng)
+    out = np.array(images, dtype=np.float64)
+    out[:, 0][:, removed] = anatomy[:, 0][:, removed] + residual[:, removed]
     return out
