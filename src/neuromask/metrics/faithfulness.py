@@ -151,16 +151,18 @@ def faithfulness_curves(
             flat_fill = fill[i, 0].reshape(-1)
             flat_del[top] = flat_fill[top]
             flat_ins[not_inserted] = flat_fill[not_inserted]
-        if road:
-            removed = top.reshape(grid)
-            imputed = _road_imputation(base, anatomy, removed, road_noise, rng)
-        if top.any():
-            curves["deletion"].append(score(deleted))
-            curves["road"].append(score(imputed) if road else float("nan"))
-        else:  # nothing removed: both are the images as they are
+        if not top.any():  # nothing removed: deletion and ROAD see the images as they are
             as_is = score(base)
             curves["deletion"].append(as_is)
             curves["road"].append(as_is if road else float("nan"))
+        else:
+            curves["deletion"].append(score(deleted))
+            imputed = (
+                _road_imputation(base, anatomy, top.reshape(grid), road_noise, rng)
+                if road
+                else None
+            )
+            curves["road"].append(float("nan") if imputed is None else score(imputed))
         curves["insertion"].append(score(inserted))
     return FaithfulnessCurves(
         q, *(np.asarray(curves[k]) for k in ("deletion", "insertion", "road"))
