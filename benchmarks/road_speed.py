@@ -9,7 +9,8 @@ block, as occlusion's windows) and `scattered` (white noise, as gradients give).
 top 5 % and 20 % of the brain, side by side in one run:
 
 - `direct, per image`: the imputation as it was until round 12, the system built again
-  for each image and solved by SuperLU (`scipy.sparse.linalg.spsolve`);
+  for each image (with today's code, which also checks each removed piece for a kept
+  neighbour) and solved by SuperLU (`scipy.sparse.linalg.spsolve`);
 - `direct, one factorisation`: the system built once, factorised once by SuperLU
   (`scipy.sparse.linalg.splu`), and each image solved with the factors;
 - `CG, one system`: `neuromask.metrics.imputation.neighbour_imputations`, the system

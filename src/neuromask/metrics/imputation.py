@@ -9,11 +9,11 @@ removes the same voxels from every image) and solves every image against it.
 The system is symmetric positive definite when each connected piece of the removed set
 touches a kept voxel (a removed set with a piece that touches none is refused). It is
 solved by conjugate gradients with a diagonal (Jacobi) preconditioner, to a relative
-residual of ``RTOL``. On the 1.5 mm grid with six images (``benchmarks/road_speed.py``; README, "Speed"), building one system for all and
-solving it so took 0.12 to 0.33 of the time of SuperLU's direct solve per image (the
-imputation until round 12), and 0.35 to 1.06 of one SuperLU factorisation shared by the
-six; the solutions differed by at most 3e-9. Should conjugate gradients not converge,
-SuperLU solves the system directly.
+residual of ``RTOL``. On the 1.5 mm grid with six images (``benchmarks/road_speed.py``;
+README, "Speed"), building one system for all and solving it so took 0.12 to 0.33 of the
+time of SuperLU's direct solve per image (the imputation until round 12), and 0.14 to
+1.06 of one SuperLU factorisation shared by the six; the solutions differed by at most
+3e-9. Should conjugate gradients not converge, SuperLU solves the system directly.
 """
 
 from __future__ import annotations
