@@ -9,7 +9,8 @@ A relevance map ranks the brain's voxels. For fractions q of the brain's voxels 
   values back; a faithful map makes P(AD) rise fast (a high area);
 - **ROAD** (Rong et al. 2022): deletion, but the removed voxels are imputed from their
   neighbours (noisy linear imputation: each removed voxel is the mean of its six
-  neighbours, solved as one sparse linear system, plus Gaussian noise), so that the
+  neighbours, one sparse linear system per fraction for all the images,
+  :mod:`neuromask.metrics.imputation`, plus Gaussian noise), so that the
   shape of what was removed carries no signal of its own. A deletion curve that fills
   voxels with the mask's own reference rewards exactly what a mask was optimised for,
   adversarial speckle included; judge maps on insertion and ROAD rather than deletion
