@@ -77,9 +77,8 @@ def optimize_one(study: optuna.Study, objective: Callable[[optuna.Trial], float]
     ``AssertionError``). The same refusal came once, in CI on SQLite, for a trial that
     the storage held finished but not failed, presumably recorded by another worker that
     popped the same trial (SQLite cannot lock the row; the cause was not reproduced).
-    The worker must not stop there: the objective's
-    own error is raised as it is, and otherwise the copy, or the other worker, has the
-    work done (jobs are idempotent).
+    The worker must not stop there: the objective's own error is raised as it is, and
+    otherwise the copy, or the other worker, has the work done (jobs are idempotent).
     """
     ran: list[int] = []
     raised: list[BaseException] = []
