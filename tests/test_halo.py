@@ -77,7 +77,12 @@ def test_halo_settings_are_checked(field, value):
 def test_a_group_mask_gets_its_halo_and_a_session_mask_none(planted_model):
     model, train, validation = planted_model
     config = MaskConfig(
-        reference="constant", area=0.06, max_epochs=2, refine_epochs=2, halo_sigma=0.0
+        reference="constant",
+        area=0.06,
+        max_epochs=2,
+        refine_epochs=2,
+        halo_sigma=0.0,
+        trace_depth=0.0,  # the halo alone
     )
     plain, result = MeaningfulPerturbation(model, config).attribute(train, 1, validation=validation)
     brain = torch.ones(SHAPE, dtype=torch.bool)

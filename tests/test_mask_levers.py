@@ -200,10 +200,12 @@ def test_presets_are_pinned():
     assert (group.refine_epochs, group.refine_dilation, group.refine_lambda2) == (10, 2, 2e-3)
     assert group.refine_below == 0.5
     assert (group.halo_sigma, group.halo_depth) == (2.0, 0.01)  # round 10
+    assert group.trace_depth == 0.01  # round 13
     # the presets of earlier rounds and the voxel-level masks have no halo
     for name in ("group-coarse", "group-mu", "group-sufficient", "group-wide", "voxel"):
-        assert mask_preset(name).halo_sigma == 0.0, name
+        assert mask_preset(name).halo_sigma == mask_preset(name).trace_depth == 0.0, name
     assert mask_preset("session").halo_sigma == mask_preset("paper").halo_sigma == 0.0
+    assert mask_preset("session").trace_depth == mask_preset("paper").trace_depth == 0.0
     assert (group.lambda2, group.refine_min_voxels, group.refine_area) == (1e-4, 27, 0.0)
     assert group.refines and group.reference == "healthy"
     assert (group.score_normalisation, group.score_gradient, group.floor_above) == (
@@ -227,6 +229,7 @@ def test_presets_are_pinned():
             lambda2=1e-4,
             score_normalisation="floor",
             halo_sigma=2.0,
+            trace_depth=0.01,
         )
         == group
     )
@@ -240,7 +243,12 @@ def test_presets_are_pinned():
     assert sufficient.fooled_below == 0.05
     wide = mask_preset("group-wide")  # round 8's defaults
     assert (wide.refine_below, wide.refine_dilation) == (0.95, 1)
-    assert dataclasses.replace(wide, refine_below=0.5, refine_dilation=2, halo_sigma=2.0) == group
+    assert (
+        dataclasses.replace(
+            wide, refine_below=0.5, refine_dilation=2, halo_sigma=2.0, trace_depth=0.01
+        )
+        == group
+    )
     assert all(not mask_preset(n).larger_areas for n in ("voxel", "session", "paper"))
     assert not any(mask_preset(n).refines for n in ("voxel", "session", "paper"))
     assert (voxel.area, voxel.upsample, voxel.max_epochs) == (0.0, 1, 150)
@@ -282,6 +290,7 @@ PAPER = {
     "refine_epochs": 0,
     "score_normalisation": "none",
     "halo_sigma": 0.0,
+    "trace_depth": 0.0,
 }
 #: Fields that do nothing in the paper's setting (the margin hinge, the area weight,
 #: the bar of a growing area, the fine stage's dilation, smoothness weight, area and

@@ -38,7 +38,7 @@ _COMMON = [
         help="TOML file of mask settings (beta1, beta2, lambda1, lambda2, learning_rate, mu, "
         "score, margin, area, area_weight, upsample, refine_epochs, refine_dilation, "
         "refine_lambda2, refine_area, refine_min_voxels, refine_below, score_normalisation, "
-        "score_gradient, floor_above, halo_sigma, halo_depth, jitter, reference, "
+        "score_gradient, floor_above, halo_sigma, halo_depth, trace_depth, jitter, reference, "
         "step_scaling, precision, max_epochs, patience, tolerance, batch_size, "
         "restrict_to_brain, seed, size_epsilon, keep_above, larger_areas, fooled_below; "
         "see the "
@@ -101,14 +101,16 @@ def _add_group_inputs(f, default_preset: str):
             help="group: the defaults (a mask 2 times coarser than the images, smoothly "
             "upsampled, that restores 2 % of the brain to healthy tissue, max(X, a CN "
             "training session); logit; at most 20 epochs; then at most 10 epochs of a mask "
-            "at the images' resolution inside its region; then the halo, which ranks the "
-            "kept voxels by nearness to the deleted ones); group-coarse: the coarse mask "
+            "at the images' resolution inside its region; then the halo and the gradient "
+            "trace, which rank the kept voxels by nearness to the deleted ones and by the "
+            "CNN's gradient); group-coarse: the coarse mask "
             "alone, at most 40 epochs (the defaults before the fine stage); group-mu: the "
             "coarse mask deleting 5 % with mu = 1; group-sufficient: the coarse mask, grown "
             "to 4 and then 8 % of the brain until the masked validation P(AD) falls below "
             "0.05 (the smallest sufficient area; up to 3 times the cost); group-wide: the "
             "defaults before round 9, whose fine stage may delete wherever the coarse mask "
-            "moved (m < 0.95, dilated by one voxel), without the halo; voxel: a voxel-level "
+            "moved (m < 0.95, dilated by one voxel), without the halo and the gradient "
+            "trace; voxel: a voxel-level "
             "mask under the size term (lambda1 = lambda2 = 0.001, mu = 1, at most 150 "
             "epochs); paper: the "
             "paper's method exactly (f = P(AD), lambda1 0.0001, lambda2 0.01, the mask over "
@@ -141,8 +143,9 @@ def group(
     """One mask for the AD sessions of TSV that the CNN classifies correctly.
 
     Writes OUT/mask.nii.gz (values above 0.95 set to 1; after the fine stage, the
-    voxels it keeps hold 1 % of the coarse mask's depth, and the halo takes up to 1 %
-    more from those near the deleted regions), OUT/mask_raw.nii.gz,
+    voxels it keeps hold 1 % of the coarse mask's depth, the halo takes up to 1 % more
+    from those near the deleted regions, and the gradient trace up to 1 % more from
+    those where the CNN's score is most sensitive), OUT/mask_raw.nii.gz,
     OUT/mask.png, OUT/top_rois.tsv (five densest AAL2 ROIs), OUT/history.tsv,
     OUT/selection.tsv, OUT/image_losses.tsv and OUT/result.json.
     Rerun the same command after an interruption to resume.

@@ -62,7 +62,9 @@ class MaskConfig:
     - ``halo_sigma = 2`` voxels with ``halo_depth = 0.01``: the final group mask's kept
       voxels lose up to 1 % of their value, the more the nearer they lie to its deleted
       regions (:mod:`neuromask.explain.halo`; round 10), so that scores ranking the whole
-      brain rank them by that nearness.
+      brain rank them by that nearness. Then ``trace_depth = 0.01``: they lose up to 1 %
+      more by the CNN's smoothed mean |d f / d m| at the final mask (the gradient trace,
+      :mod:`neuromask.explain.gradient_trace`; round 13).
 
     On reserved synthetic cohorts (``benchmarks/mask_levers.py``, ``docs/mask_levers.md``)
     the voxel-level mask (preset ``voxel``) fooled the CNN with scattered voxels
@@ -169,6 +171,7 @@ class MaskConfig:
     floor_above: float = 0.5
     halo_sigma: float = 2.0
     halo_depth: float = 0.01
+    trace_depth: float = 0.01
 
     @property
     def refines(self) -> bool:
@@ -230,22 +233,22 @@ class MaskConfig:
             raise bad("refine_below", "in (0, 1] (the coarse mask's values that bound the region)")
         if self.refine_min_voxels < 0:
             raise bad("refine_min_voxels", ">= 0 voxels (0: keep every deleted component)")
-        if not (math.isfinite(self.halo_depth) and 0 <= self.halo_depth < 1):
-            raise bad("halo_depth", "in [0, 1) (the most a kept voxel loses of its value)")
-        if self.score_normalisation not in NORMALISATIONS:
-            raise bad("score_normalisation", f"one of {', '.join(NORMALISATIONS)}")
+        for name in ("halo_depth", "trace_depth"):
+            if not (math.isfinite(getattr(self, name)) and 0 <= getattr(self, name) < 1):
+                raise bad(name, "in [0, 1) (the most a kept voxel loses of its value)")
         if not (math.isfinite(self.floor_above) and 0 <= self.floor_above < 1):
             raise bad("floor_above", "in [0, 1) (a mean P(target); 0: the floor always)")
         if not (math.isfinite(self.score_gradient) and self.score_gradient > 0):
             raise bad("score_gradient", "> 0 (the score's gradient mass over the brain)")
-        if self.step_scaling not in STEP_SCALINGS:
-            raise bad("step_scaling", f"one of {', '.join(STEP_SCALINGS)}")
-        if self.reference not in REFERENCES:
-            raise bad("reference", f"one of {', '.join(REFERENCES)}")
-        if self.precision not in PRECISIONS:
-            raise bad("precision", f"one of {', '.join(PRECISIONS)}")
-        if self.score not in SCORES:
-            raise bad("score", f"one of {', '.join(SCORES)}")
+        for name, valid in (
+            ("score_normalisation", NORMALISATIONS),
+            ("step_scaling", STEP_SCALINGS),
+            ("reference", REFERENCES),
+            ("precision", PRECISIONS),
+            ("score", SCORES),
+        ):
+            if getattr(self, name) not in valid:
+                raise bad(name, f"one of {', '.join(valid)}")
         for name in ("max_epochs", "patience"):
             if getattr(self, name) < 1:
                 raise bad(name, "at least 1")
@@ -295,6 +298,7 @@ def _paper(**fields: Any) -> MaskConfig:
         "refine_epochs": 0,
         "score_normalisation": "none",
         "halo_sigma": 0.0,
+        "trace_depth": 0.0,
     }
     return MaskConfig(**{**paper, **fields})
 
@@ -311,12 +315,14 @@ _VOXEL: dict[str, Any] = {
     "reference": "constant",
     "refine_epochs": 0,
     "halo_sigma": 0.0,
+    "trace_depth": 0.0,
 }
 
 #: The coarse mask alone, at most 40 epochs, with the smoothness weight it was measured
 #: with: the defaults of rounds 4 and 5, before the fine stage (docs/mask_levers.md).
 _COARSE: dict[str, Any] = {
     "halo_sigma": 0.0,
+    "trace_depth": 0.0,
     "refine_epochs": 0,
     "max_epochs": 40,
     "lambda2": 1e-3,
@@ -361,7 +367,7 @@ MASK_PRESETS: dict[str, MaskConfig] = {
     "group-coarse": MaskConfig(**_COARSE),
     "group-mu": MaskConfig(**_MU),
     "group-sufficient": MaskConfig(**_SUFFICIENT),
-    "group-wide": MaskConfig(refine_below=0.95, refine_dilation=1, halo_sigma=0.0),
+    "group-wide": MaskConfig(refine_below=0.95, refine_dilation=1, halo_sigma=0.0, trace_depth=0.0),
     "voxel": MaskConfig(**_VOXEL),
     "paper": _paper(),
     "small-cohort": MaskConfig(patience=25, max_epochs=300),

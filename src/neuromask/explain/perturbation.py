@@ -226,20 +226,25 @@ class MeaningfulPerturbation:
         if floor:
             result = floor_retry(self, result, inputs, target, validation, checkpoint, after_epoch)
         result.score_scale = self.score_scale
-        return self._with_halo(result)
+        return self._ranked(result, inputs, target)
 
-    def _with_halo(self, result: PerturbationResult) -> PerturbationResult:
-        """The final group mask with its halo (:mod:`neuromask.explain.halo`). Session
-        masks never get one, as they never get the fine stage: it was not measured on
-        them."""
+    def _ranked(
+        self, result: PerturbationResult, inputs: torch.Tensor, target: int
+    ) -> PerturbationResult:
+        """The final group mask with its halo (:mod:`neuromask.explain.halo`), then its
+        gradient trace over ``inputs`` (:mod:`neuromask.explain.gradient_trace`). Session
+        masks get neither, as they never get the fine stage: neither was measured on them."""
+        from neuromask.explain.gradient_trace import sensitivity, with_trace
         from neuromask.explain.halo import with_halo
 
         sigma, depth, brain = self.config.halo_sigma, self.config.halo_depth, self.area_brain
-        return replace(
-            result,
-            masks=with_halo(result.masks, sigma, depth, brain),
-            raw_masks=with_halo(result.raw_masks, sigma, depth, brain),
-        )
+        masks = with_halo(result.masks, sigma, depth, brain)
+        raw = with_halo(result.raw_masks, sigma, depth, brain)
+        if self.config.trace_depth > 0:
+            trace = sensitivity(self, inputs, masks, target)
+            masks = with_trace(masks, trace, self.config.trace_depth)
+            raw = with_trace(raw, trace, self.config.trace_depth)
+        return replace(result, masks=masks, raw_masks=raw)
 
     def group_stages(
         self,

@@ -135,7 +135,8 @@ def group_mask_job(
     Without ``validation_tsv``, the validation set of the split the model was trained on
     is used (``SPLIT_DIR/split-<k>/validation.tsv`` from the model's record).
     Writes ``mask.nii.gz`` (values above ``keep_above`` set to 1, but for the fine
-    stage's 1 % coarse trace and the halo, which rank the kept voxels), ``mask_raw.nii.gz``,
+    stage's 1 % coarse trace, the halo and the gradient trace, which rank the kept
+    voxels), ``mask_raw.nii.gz``,
     ``mask.png`` (1 - m over the GM template), ``top_rois.tsv`` (the five densest AAL2
     ROIs), ``history.tsv``, ``selection.tsv``, ``image_losses.tsv``, ``result.json`` and
     ``mask_job.json``.
