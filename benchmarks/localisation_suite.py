@@ -7,7 +7,8 @@ Usage: python benchmarks/localisation_suite.py OUT [--cohorts NAME,NAME] [--jobs
 Each cohort is made, quality-checked, split and trained through the `neuromask`
 command, as a user would (`synth`, `qc`, `split`, `train --split 0`; 120 subjects per
 class); its group masks too (`neuromask mask group ...`: the defaults, 20 epochs of the
-coarse mask and 10 of the fine stage; `group-r9`, the same without the halo,
+coarse mask and 10 of the fine stage; `group-r12`, the same without the gradient trace,
+`trace_depth = 0`, round 12's default; `group-r9`, without the trace nor the halo,
 `halo_sigma = 0`, round 9's default; `--preset group-wide`, round 8's default;
 `--preset group-coarse`, the coarse mask alone,
 the defaults before the fine stage; `--preset group-mu`, the coarse mask with mu = 1 at
@@ -34,7 +35,7 @@ The ground truth itself (the synthetic atrophy map) is scored as a map too: the 
 
 It also measures whether each CNN relies on the truth (`reliance`: P(AD) with the truth,
 or everything else, taken from a CN session), since only then can a map be scored
-against it. The cohorts use seeds 201 to 206. Seeds 101 to 110 were used to choose the
+against it. The cohorts use seeds 201 to 206. Seeds 101 to 114 were used to choose the
 defaults (`benchmarks/mask_levers.py`) and are not used here. Every step resumes: rerun
 the same command after an interruption. Prints one table per cohort, the reliance table
 and the mean ± SD over the cohorts, as Markdown, and writes OUT/suite.tsv.
@@ -94,7 +95,8 @@ TRAIN_SETTINGS: dict[str, dict[str, object]] = {"fine": {"max_epochs": 40, "pati
 #: The masks compared: label -> (`neuromask mask group --preset`, settings on top of it).
 MASKS: dict[str, tuple[str, dict[str, object]]] = {
     "group": ("group", {}),
-    "group-r9": ("group", {"halo_sigma": 0.0}),
+    "group-r12": ("group", {"trace_depth": 0.0}),
+    "group-r9": ("group", {"halo_sigma": 0.0, "trace_depth": 0.0}),
     "group-wide": ("group-wide", {}),
     "group-coarse": ("group-coarse", {}),
     "group-mu": ("group-mu", {}),
@@ -103,6 +105,7 @@ MASKS: dict[str, tuple[str, dict[str, object]]] = {
 }
 LABELS = {
     "group": "mask (group, default)",
+    "group-r12": "mask (group without the gradient trace: round 12's default)",
     "group-r9": "mask (group without the halo: round 9's default)",
     "group-wide": "mask (group-wide: round 8's defaults, fine region m < 0.95)",
     "group-coarse": "mask (group-coarse: no fine stage)",
