@@ -137,3 +137,21 @@ def test_a_group_mask_gets_its_trace_and_a_session_mask_none(planted_model):
         model, dataclasses.replace(session, trace_depth=0.02)
     ).attribute(train[:2], 1, mode="session")
     assert torch.equal(without, with_it)
+
+
+def test_a_group_mask_that_deletes_nothing_gets_no_trace(planted_model):
+    """A mask held at 1 by its size term stays empty: the trace ranks what a mask keeps
+    against what it deletes, and must not turn a mask that found nothing into a map."""
+    model, train, validation = planted_model
+    config = MaskConfig(
+        reference="constant",
+        area=0.0,
+        upsample=1,
+        refine_epochs=0,
+        score_normalisation="none",
+        lambda1=1e3,
+        max_epochs=2,
+        trace_depth=0.02,
+    )
+    masks, _ = MeaningfulPerturbation(model, config).attribute(train, 1, validation=validation)
+    assert torch.equal(masks, torch.ones_like(masks))

@@ -368,6 +368,7 @@ def test_a_study_refuses_the_cn_reference_and_its_grid_varies_the_size_term():
     points = GridConfig().settings(mask_preset("group"))
     assert all(c.area == 0.0 and c.upsample == 1 for _, _, c in points)
     assert all(c.score_normalisation == "none" for _, _, c in points)  # the paper's score
+    assert all(c.trace_depth == 0.0 for _, _, c in points)  # nor the defaults' ranking
     grown = GridConfig().settings(mask_preset("group-sufficient"))  # a [mask] that grows
     assert all(c.area == 0.0 and c.larger_areas == () for _, _, c in grown)
     assert len({c.lambda1 for name, _, c in points if name == "lambda1"}) == 4

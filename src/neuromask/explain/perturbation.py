@@ -232,15 +232,18 @@ class MeaningfulPerturbation:
         self, result: PerturbationResult, inputs: torch.Tensor, target: int
     ) -> PerturbationResult:
         """The final group mask with its halo (:mod:`neuromask.explain.halo`), then its
-        gradient trace over ``inputs`` (:mod:`neuromask.explain.gradient_trace`). Session
-        masks get neither, as they never get the fine stage: neither was measured on them."""
+        gradient trace over ``inputs`` (:mod:`neuromask.explain.gradient_trace`), if it
+        deletes anything (a value below ``keep_above``): the trace ranks what a mask keeps
+        against what it deletes, and would turn a mask that found nothing into a gradient
+        map. Session masks get neither, as they never get the fine stage: neither was
+        measured on them."""
         from neuromask.explain.gradient_trace import sensitivity, with_trace
         from neuromask.explain.halo import with_halo
 
         sigma, depth, brain = self.config.halo_sigma, self.config.halo_depth, self.area_brain
         masks = with_halo(result.masks, sigma, depth, brain)
         raw = with_halo(result.raw_masks, sigma, depth, brain)
-        if self.config.trace_depth > 0:
+        if self.config.trace_depth > 0 and bool((masks < self.config.keep_above).any()):
             trace = sensitivity(self, inputs, masks, target)
             masks = with_trace(masks, trace, self.config.trace_depth)
             raw = with_trace(raw, trace, self.config.trace_depth)

@@ -92,9 +92,9 @@ class GridConfig:
     def settings(self, base: MaskConfig) -> list[tuple[str, float, MaskConfig]]:
         """(parameter, value, mask settings) for every point of the grid. The grid varies
         the paper's size term on the paper's voxel-level mask, so its points run without
-        the area constraint, the coarse lattice and the healthy reference of the defaults
-        (``area = 0``, ``upsample = 1``, no fine stage, mu = 1, the score as it is); the
-        other settings are ``base``'s."""
+        the area constraint, the coarse lattice, the healthy reference and the gradient
+        trace of the defaults (``area = 0``, ``upsample = 1``, no fine stage, mu = 1, the
+        score as it is, ``trace_depth = 0``); the other settings are ``base``'s."""
         lambdas = {"lambda1": self.beta_lambda1, "lambda2": self.beta_lambda2}
         partners = {
             "beta1": {"beta2": self.fixed_beta2, **lambdas},
@@ -112,6 +112,7 @@ class GridConfig:
                     "upsample": 1,
                     "reference": "constant",
                     "score_normalisation": "none",
+                    "trace_depth": 0.0,
                     **fixed,
                     name: float(value),
                 }
