@@ -17,8 +17,10 @@ sensitivity S, and::
 Where the mask deletes (m near 0) nothing changes; a kept voxel loses at most
 ``trace_depth`` of its value. Like the halo, it barely changes the masked image; it
 decides the order of the voxels that the mask keeps, which scores ranking the whole
-brain (voxel AUC, the insertion and deletion curves) read. The measurement that set its
-depth is in docs/mask_levers.md (round 13).
+brain (voxel AUC, the insertion and deletion curves) read. A mask that deletes nothing
+(no value below ``keep_above``) gets no trace, which would turn it into a gradient map:
+it stays empty, as the sanity checks and the studies expect of a mask that found
+nothing. The measurement that set its depth is in docs/mask_levers.md (round 13).
 """
 
 from __future__ import annotations
