@@ -15,6 +15,7 @@ from neuromask.explain.gradient_trace import (
     TRACE_SIGMA,
     pairings,
     sensitivity,
+    session_indices,
     with_trace,
 )
 
@@ -47,6 +48,25 @@ def test_pairings_reach_the_pair_count_with_healthy_sessions_only():
     assert pairings(10, True) == 7
     assert pairings(64, True) == 1 and pairings(200, True) == 1
     assert pairings(16, False) == 1
+
+
+def test_each_image_meets_distinct_cn_sessions_when_it_can():
+    # the plain i + k n when it meets no session twice (the measured cases)
+    np.testing.assert_array_equal(
+        session_indices(16, 4, 64), np.arange(16)[None, :] + 16 * np.arange(4)[:, None]
+    )
+    # 8 images, 8 sessions: i + 8 k would pair each image with one session 8 times
+    pairs = session_indices(8, pairings(8, True), 8)
+    assert pairs.shape == (8, 8)
+    assert all(len(set(pairs[:, i])) == 8 for i in range(8))
+    assert sorted(np.bincount(pairs.ravel())) == [8] * 8  # every session used as often
+    # 40 images, 20 sessions, 2 rounds: no image meets its session twice
+    pairs = session_indices(40, 2, 20)
+    assert (pairs[0] != pairs[1]).all()
+    # more rounds than sessions: repeats cannot be avoided, and the plain step is kept
+    np.testing.assert_array_equal(
+        session_indices(2, 32, 3), (np.arange(2)[None, :] + 2 * np.arange(32)[:, None]) % 3
+    )
 
 
 def test_the_sensitivity_of_a_linear_score_with_a_constant_fill():

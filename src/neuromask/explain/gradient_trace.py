@@ -52,15 +52,34 @@ def pairings(n_images: int, healthy: bool) -> int:
     return max(1, math.ceil(TRACE_PAIRS / n_images)) if healthy else 1
 
 
+def session_indices(n_images: int, rounds: int, n_sessions: int) -> np.ndarray:
+    """(rounds, n_images): the CN session of image i's k-th pairing, i + k s mod K for
+    K = ``n_sessions``, with s the smallest step from ``n_images`` on that meets no
+    session twice per image (k s not a multiple of K for 0 < k < ``rounds``); s =
+    ``n_images`` when none does (``rounds`` > K: an image must meet a session twice)."""
+    k = np.arange(rounds)[:, None]
+    step = next(
+        (
+            s
+            for s in range(n_images, n_images + n_sessions)
+            if not np.any((k[1:] * s) % n_sessions == 0)
+        ),
+        n_images,
+    )
+    return (np.arange(n_images)[None, :] + k * step) % n_sessions
+
+
 def sensitivity(
     explainer: MeaningfulPerturbation, images: torch.Tensor, mask: torch.Tensor, target: int
 ) -> np.ndarray:
     """S (X, Y, Z) of the shared ``mask`` (1, 1, X, Y, Z, at the images' resolution) over
     ``images`` (N, 1, X, Y, Z); see the module. Image i's k-th pairing takes the CN
-    session of index i + k N (mod the sessions' number). All zeros when the score does
-    not move."""
+    session of :func:`session_indices` (i + k N mod the sessions' number, unless that
+    meets a session twice). All zeros when the score does not move."""
     n = images.shape[0]
-    rounds = pairings(n, isinstance(explainer.mu, HealthyReference))
+    mu = explainer.mu
+    rounds = pairings(n, isinstance(mu, HealthyReference))
+    sessions = session_indices(n, rounds, len(mu) if isinstance(mu, HealthyReference) else 1)
     batch = max(1, explainer.config.batch_size)
     starts = [(k, i) for k in range(rounds) for i in range(0, n, batch)]
     total = torch.zeros(mask.shape[2:], dtype=torch.float64)
@@ -68,7 +87,7 @@ def sensitivity(
     with Bar(len(starts), "gradient trace", enabled=explainer.progress) as bar:
         for k, i in starts:
             x = images[i : i + batch].to(explainer.device, torch.float32)
-            fill = explainer.fill_of(x, indices=list(range(i + k * n, i + k * n + len(x))))
+            fill = explainer.fill_of(x, indices=sessions[k, i : i + len(x)].tolist())
             shared = mask.expand(len(x), -1, -1, -1, -1)
             _, _, grad = score_and_gradient(
                 explainer.model, x, shared, explainer.config, target, fill
