@@ -150,7 +150,7 @@ def test_a_group_mask_gets_its_trace_and_a_session_mask_none(planted_model):
     assert s.max() == pytest.approx(1.0)
     assert torch.allclose(masks, with_trace(plain, s, 0.02), atol=1e-6)
     assert not torch.equal(masks, plain)
-    assert result.settings()["mask"]["trace_depth"] == 0.02
+    assert result.settings()["mask"]["trace_depth"] == 0.02 and result.settings()["traced"]
     session = dataclasses.replace(mask_preset("session"), max_epochs=2)
     without, _ = MeaningfulPerturbation(model, session).attribute(train[:2], 1, mode="session")
     with_it, _ = MeaningfulPerturbation(
@@ -173,5 +173,6 @@ def test_a_group_mask_that_deletes_nothing_gets_no_trace(planted_model):
         max_epochs=2,
         trace_depth=0.02,
     )
-    masks, _ = MeaningfulPerturbation(model, config).attribute(train, 1, validation=validation)
+    masks, result = MeaningfulPerturbation(model, config).attribute(train, 1, validation=validation)
     assert torch.equal(masks, torch.ones_like(masks))
+    assert result.settings()["traced"] is False  # result.json says so

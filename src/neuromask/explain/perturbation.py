@@ -71,6 +71,9 @@ class PerturbationResult:
     #: Under the score's floor with ``floor_above``: the mean masked P(target) of the
     #: mask found without it, and whether the floor was then applied.
     floor: dict[str, Any] | None = None
+    #: Group mode with ``config.trace_depth`` > 0: whether the gradient trace was applied
+    #: (a mask that deletes nothing gets none).
+    traced: bool = False
 
     def settings(self) -> dict[str, Any]:
         from neuromask.config import to_mapping
@@ -88,6 +91,8 @@ class PerturbationResult:
             settings["score_scale"] = self.score_scale
         if self.floor is not None:
             settings["floor"] = self.floor
+        if self.mode == "group" and self.config.trace_depth > 0:
+            settings["traced"] = self.traced
         return settings
 
 
@@ -247,6 +252,7 @@ class MeaningfulPerturbation:
             trace = sensitivity(self, inputs, masks, target)
             masks = with_trace(masks, trace, self.config.trace_depth)
             raw = with_trace(raw, trace, self.config.trace_depth)
+            return replace(result, masks=masks, raw_masks=raw, traced=True)
         return replace(result, masks=masks, raw_masks=raw)
 
     def group_stages(
