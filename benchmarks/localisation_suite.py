@@ -8,7 +8,7 @@ Each cohort is made, quality-checked, split and trained through the `neuromask`
 command, as a user would (`synth`, `qc`, `split`, `train --split 0`; 120 subjects per
 class); its group masks too (`neuromask mask group ...`: the defaults, 20 epochs of the
 coarse mask and 10 of the fine stage; `group-r12`, the same without the gradient trace,
-`trace_depth = 0`, round 12's default; `group-r9`, without the trace nor the halo,
+`trace_depth = 0`, round 12's default; `group-r9`, without the trace or the halo,
 `halo_sigma = 0`, round 9's default; `--preset group-wide`, round 8's default;
 `--preset group-coarse`, the coarse mask alone,
 the defaults before the fine stage; `--preset group-mu`, the coarse mask with mu = 1 at

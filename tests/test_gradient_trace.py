@@ -132,11 +132,6 @@ def test_trace_depth_is_checked(value):
         MaskConfig(trace_depth=value)
 
 
-def test_the_presets_that_pin_earlier_defaults_have_no_trace():
-    for name in ("paper", "paper-session", "voxel", "session", "group-coarse", "group-wide"):
-        assert mask_preset(name).trace_depth == 0.0, name
-
-
 def test_a_group_mask_gets_its_trace_and_a_session_mask_none(planted_model):
     model, train, validation = planted_model
     config = MaskConfig(

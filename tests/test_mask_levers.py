@@ -205,7 +205,8 @@ def test_presets_are_pinned():
     for name in ("group-coarse", "group-mu", "group-sufficient", "group-wide", "voxel"):
         assert mask_preset(name).halo_sigma == mask_preset(name).trace_depth == 0.0, name
     assert mask_preset("session").halo_sigma == mask_preset("paper").halo_sigma == 0.0
-    assert mask_preset("session").trace_depth == mask_preset("paper").trace_depth == 0.0
+    for name in ("session", "paper", "paper-session"):
+        assert mask_preset(name).trace_depth == 0.0, name
     assert (group.lambda2, group.refine_min_voxels, group.refine_area) == (1e-4, 27, 0.0)
     assert group.refines and group.reference == "healthy"
     assert (group.score_normalisation, group.score_gradient, group.floor_above) == (
