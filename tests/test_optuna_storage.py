@@ -71,3 +71,39 @@ def test_a_pruned_trial_is_not_an_error(study):
 
     assert optimize_one(study, pruned)
     assert study.get_trials()[0].state == optuna.trial.TrialState.PRUNED
+
+
+def _pop_all(url, out):
+    """A worker that pops waiting trials until none is left, and reports their ids."""
+    from neuromask.train.optuna_storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name="pop", storage=open_storage(url, 60))
+    popped = []
+    while (trial_id := study._pop_waiting_trial_id()) is not None:
+        popped.append(trial_id)
+    out.put(popped)
+
+
+def test_sqlite_workers_never_pop_one_trial_twice(tmp_path):
+    """Optuna pops a waiting trial by reading its state, then writing RUNNING; SQLite
+    ignores the row lock in between, and without BEGIN IMMEDIATE four workers popped
+    15 to 28 of these 300 trials twice."""
+    import collections
+    import multiprocessing
+
+    from neuromask.train.optuna_storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    study = optuna.create_study(study_name="pop", storage=open_storage(url, 60))
+    for i in range(300):
+        study.enqueue_trial({}, user_attrs={"job": f"j{i}"}, skip_if_exists=False)
+    out = multiprocessing.Queue()
+    workers = [multiprocessing.Process(target=_pop_all, args=(url, out)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    popped = [trial_id for _ in workers for trial_id in out.get(timeout=240)]
+    for w in workers:
+        w.join(timeout=60)
+    counts = collections.Counter(popped)
+    assert len(counts) == 300 and max(counts.values()) == 1
