@@ -520,3 +520,40 @@ def test_single_file_outputs_never_replace_an_input(tiny_cohort, tiny_training, 
     before = tree_hash(t["split"])
     code, output = run("search", t["caps"], t["split"], t["split"], "--trials", "1")
     assert "is the input" in one_line_error(code, output) and tree_hash(t["split"]) == before
+
+
+def test_sigterm_removes_the_unfinished_output_and_says_how_to_finish(tmp_path, monkeypatch):
+    """SIGTERM (kill, a scheduler's time limit) midway through an output: the staging
+    folder goes, the command exits 143 with one line, and a rerun writes the output."""
+    import signal
+
+    import neuromask.data.synthetic as synthetic
+
+    save = synthetic.save_volume
+    calls = []
+
+    def save_then_terminated(*args, **kwargs):
+        save(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:  # the second session is written, the rest is not
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def outside(signum, frame):  # reached only if the command did not handle SIGTERM
+        raise AssertionError("SIGTERM reached the handler outside the command")
+
+    monkeypatch.setattr(synthetic, "save_volume", save_then_terminated)
+    before = signal.signal(signal.SIGTERM, outside)
+    out = tmp_path / "synth"
+    args = ["synth", out, "--voxel-size", 6, "--subjects-per-class", 2, "--quiet"]
+    try:
+        code, output = run(*args)
+        assert signal.getsignal(signal.SIGTERM) is outside  # the command's handler is gone
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert code == 143 and "Traceback" not in output, output
+    assert "Terminated (SIGTERM)" in output and "same command again" in output
+    assert len(calls) == 2 and list(tmp_path.iterdir()) == []  # no staging folder left
+    monkeypatch.setattr(synthetic, "save_volume", save)
+    code, output = run(*args)
+    assert code == 0, output
+    assert (out / "participants.tsv").is_file()

@@ -110,6 +110,37 @@ def test_a_failing_job_stops_the_worker_and_a_rerun_retries_it(tmp_path):
     assert collections.Counter(calls) == {0: 1, 1: 2, 2: 1}
 
 
+def test_a_terminated_worker_records_its_job_failed_at_once(tmp_path):
+    """SIGTERM (a scheduler's time limit, pre-emption) during a job: the worker leaves
+    with Terminated and the trial is FAIL at once, not RUNNING until a heartbeat grace
+    period passes, so the next worker queues the job again without waiting."""
+    from neuromask.cli.main import Terminated, sigterm_unwinds
+    from neuromask.studies.engine import Job, Stage, job_status
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    calls = []
+
+    def resolve(spec):
+        def run():
+            calls.append(spec["n"])
+            if spec["n"] == 1 and calls.count(1) == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        return run
+
+    stages = [Stage("only", [Job(f"j/{n}", {"n": n}) for n in range(3)])]
+    with pytest.raises(Terminated), sigterm_unwinds():
+        run_stages(stages, url, "s", resolve, heartbeat_s=600, poll_s=0.1, progress=False)
+    study = optuna.load_study(study_name="s", storage=url)
+    states = {t.user_attrs["job"]: t.state for t in study.get_trials()}
+    assert states["j/1"] == optuna.trial.TrialState.FAIL
+    assert job_status(study, ["j/1"]) == {"j/1": "missing"}
+    # a heartbeat of 600 s: a trial left RUNNING would hold the rerun for 20 minutes
+    states = run_stages(stages, url, "s", resolve, heartbeat_s=600, poll_s=0.1, progress=False)
+    assert states == {"j/0": "complete", "j/1": "complete", "j/2": "complete"}
+    assert collections.Counter(calls) == {0: 1, 1: 2, 2: 1}
+
+
 def _fail_running_trials(url):
     """What another worker does to trials whose heartbeat it finds stale."""
     storage = optuna.storages.RDBStorage(url)

@@ -2,6 +2,13 @@
 
 User errors (:class:`neuromask.errors.NeuromaskError`) are printed as one message, with
 no traceback, and exit with status 1. Usage errors exit with status 2 (click's rule).
+
+SIGTERM (``kill``, or a batch scheduler at its time limit: SLURM sends it some seconds
+before SIGKILL) stops a command as Ctrl-C does: the exception unwinds, so staging folders
+and temporary files are removed, study workers are stopped and a study's running job is
+recorded as failed (a rerun runs it again); what was complete and every checkpoint stay.
+The command exits with status 143 (128 + 15). Python's default for SIGTERM ends the
+process at once and leaves the staging folder of an unfinished output behind.
 """
 
 from __future__ import annotations
@@ -13,8 +20,13 @@ from neuromask.runtime import tune_allocator
 
 tune_allocator()
 
+import contextlib
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
+from types import FrameType
 from typing import TextIO
 
 import click
@@ -48,10 +60,33 @@ def _show_warning(
 _python_showwarning = warnings.showwarning
 
 
+class Terminated(KeyboardInterrupt):
+    """The command received SIGTERM; raised where it runs, as Ctrl-C raises
+    KeyboardInterrupt, so that the same clean-up runs."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`Terminated` (main thread only: Python
+    runs signal handlers there; elsewhere the default stays)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), sigterm_unwinds():
                 warnings.simplefilter("default", NeuromaskWarning)
                 warnings.showwarning = _show_warning
                 return super().invoke(ctx)
@@ -61,6 +96,14 @@ class _Group(click.Group):
         except OSError as exc:  # a read-only or full disk, a missing permission, ...
             click.secho(f"Error: {os_error_message(exc)}", fg="red", err=True)
             sys.exit(1)
+        except Terminated:
+            click.secho(
+                "Terminated (SIGTERM). Finished work and checkpoints are kept: run the "
+                "same command again to finish (long jobs resume from their checkpoints).",
+                fg="yellow",
+                err=True,
+            )
+            sys.exit(143)
         except KeyboardInterrupt:
             click.secho("Interrupted.", fg="yellow", err=True)
             sys.exit(130)
