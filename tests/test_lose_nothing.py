@@ -557,3 +557,18 @@ def test_sigterm_removes_the_unfinished_output_and_says_how_to_finish(tmp_path, 
     code, output = run(*args)
     assert code == 0, output
     assert (out / "participants.tsv").is_file()
+
+
+def test_staging_folders_left_by_a_killed_run_are_named(tmp_path):
+    """SIGKILL leaves a staging folder; the next run names it and its size, and leaves it
+    (another run may own it)."""
+    stale = tmp_path / ".synth.abc123.partial"
+    (stale / "caps").mkdir(parents=True)
+    (stale / "caps" / "x.nii.gz").write_bytes(b"0" * 2**21)
+    code, output = run(
+        "synth", tmp_path / "synth", "--voxel-size", 6, "--sessions", 1, 1, "--quiet"
+    )
+    assert code == 0, output
+    warning = " ".join(line for line in output.splitlines() if "unfinished output" in line)
+    assert str(stale) in warning.replace("\n", "") or stale.name in output, output
+    assert "2 MiB" in output and stale.is_dir()

@@ -10,10 +10,11 @@ import contextlib
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from neuromask.errors import OutputExistsError
+from neuromask.errors import NeuromaskWarning, OutputExistsError
 
 
 @contextlib.contextmanager
@@ -113,6 +114,7 @@ def staged_output_dir(
     if replacing:
         refuse_unmarked(final, marker)
     final.parent.mkdir(parents=True, exist_ok=True)
+    warn_of_stale_staging(final)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     make_public(staging)
     try:
@@ -127,3 +129,23 @@ def staged_output_dir(
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(staging, final)
+
+
+def warn_of_stale_staging(final: Path) -> None:
+    """Name the staging folders an earlier run of the same output left behind.
+
+    A command stopped by SIGKILL (or a lost machine) cannot remove its staging folder.
+    They are not removed here, since another run may be writing the same output now;
+    the user is told where they are and how large."""
+    stale = sorted(final.parent.glob(f".{final.name}.*.partial"))
+    if not stale:
+        return
+    size = sum(f.stat().st_size for d in stale for f in d.rglob("*") if f.is_file())
+    names = ", ".join(str(d) for d in stale)
+    warnings.warn(
+        f"{len(stale)} unfinished output folder(s) of an earlier, killed run of this "
+        f"command lie beside {final} ({size / 2**20:.0f} MiB): {names}. Delete them "
+        "unless another run is writing this output now.",
+        NeuromaskWarning,
+        stacklevel=3,
+    )
