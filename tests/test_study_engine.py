@@ -87,22 +87,32 @@ def test_killed_worker_rerun_finishes_without_redoing_finished_jobs(tmp_path):
     assert len(job_counts(study)) == 8
 
 
-def test_a_failing_job_stops_the_worker_and_a_rerun_retries_it(tmp_path):
-    from neuromask.errors import NeuromaskError
+def _three_jobs_the_second_fails_once(fail):
+    """Three jobs; the second calls ``fail`` on its first run. Returns the stages, the
+    resolver and the list of job numbers run."""
     from neuromask.studies.engine import Job, Stage
 
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
     calls = []
 
     def resolve(spec):
         def run():
             calls.append(spec["n"])
             if spec["n"] == 1 and calls.count(1) == 1:
-                raise RuntimeError("disk full")
+                fail()
 
         return run
 
-    stages = [Stage("only", [Job(f"j/{n}", {"n": n}) for n in range(3)])]
+    return [Stage("only", [Job(f"j/{n}", {"n": n}) for n in range(3)])], resolve, calls
+
+
+def test_a_failing_job_stops_the_worker_and_a_rerun_retries_it(tmp_path):
+    from neuromask.errors import NeuromaskError
+
+    def disk_full():
+        raise RuntimeError("disk full")
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    stages, resolve, calls = _three_jobs_the_second_fails_once(disk_full)
     with pytest.raises(NeuromaskError, match="Job j/1 failed: RuntimeError: disk full"):
         run_stages(stages, url, "s", resolve, heartbeat_s=5, poll_s=0.1, progress=False)
     states = run_stages(stages, url, "s", resolve, heartbeat_s=5, poll_s=0.1, progress=False)
@@ -115,20 +125,12 @@ def test_a_terminated_worker_records_its_job_failed_at_once(tmp_path):
     with Terminated and the trial is FAIL at once, not RUNNING until a heartbeat grace
     period passes, so the next worker queues the job again without waiting."""
     from neuromask.cli.main import Terminated, sigterm_unwinds
-    from neuromask.studies.engine import Job, Stage, job_status
+    from neuromask.studies.engine import job_status
 
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    calls = []
-
-    def resolve(spec):
-        def run():
-            calls.append(spec["n"])
-            if spec["n"] == 1 and calls.count(1) == 1:
-                os.kill(os.getpid(), signal.SIGTERM)
-
-        return run
-
-    stages = [Stage("only", [Job(f"j/{n}", {"n": n}) for n in range(3)])]
+    stages, resolve, calls = _three_jobs_the_second_fails_once(
+        lambda: os.kill(os.getpid(), signal.SIGTERM)
+    )
     with pytest.raises(Terminated), sigterm_unwinds():
         run_stages(stages, url, "s", resolve, heartbeat_s=600, poll_s=0.1, progress=False)
     study = optuna.load_study(study_name="s", storage=url)
