@@ -140,7 +140,12 @@ def warn_of_stale_staging(final: Path) -> None:
     stale = sorted(final.parent.glob(f".{final.name}.*.partial"))
     if not stale:
         return
-    size = sum(f.stat().st_size for d in stale for f in d.rglob("*") if f.is_file())
+    size = sum(
+        _size_or_zero(Path(root) / name)
+        for d in stale
+        for root, _, files in os.walk(d)
+        for name in files
+    )
     names = ", ".join(str(d) for d in stale)
     warnings.warn(
         f"{len(stale)} unfinished output folder(s) of an earlier, killed run of this "
@@ -149,3 +154,12 @@ def warn_of_stale_staging(final: Path) -> None:
         NeuromaskWarning,
         stacklevel=3,
     )
+
+
+def _size_or_zero(path: Path) -> int:
+    """A file's size; 0 for a file gone meanwhile (the run that owns a staging folder
+    may be removing it while we look; ``os.walk`` skips folders gone the same way)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
