@@ -572,3 +572,27 @@ def test_staging_folders_left_by_a_killed_run_are_named(tmp_path):
     warning = " ".join(line for line in output.splitlines() if "unfinished output" in line)
     assert str(stale) in warning.replace("\n", "") or stale.name in output, output
     assert "2 MiB" in output and stale.is_dir()
+
+
+def test_a_second_sigterm_does_not_break_off_the_clean_up():
+    """A scheduler signals every process of a job, and a study's parent terminates its
+    workers too: the second SIGTERM, during the clean-up, is ignored."""
+    import signal
+
+    from neuromask.cli.main import Terminated, sigterm_unwinds
+
+    def outside(signum, frame):
+        raise AssertionError("SIGTERM reached the handler outside the block")
+
+    before = signal.signal(signal.SIGTERM, outside)
+    cleaned = False
+    try:
+        with pytest.raises(Terminated), sigterm_unwinds():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)  # the second one, during clean-up
+                cleaned = True
+        assert cleaned and signal.getsignal(signal.SIGTERM) is outside
+    finally:
+        signal.signal(signal.SIGTERM, before)

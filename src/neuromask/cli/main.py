@@ -66,6 +66,10 @@ class Terminated(KeyboardInterrupt):
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    # Once: a scheduler signals every process of a job, and a study's parent also
+    # terminates its workers, so a second SIGTERM must not break off the clean-up
+    # the first one started (SIGKILL still ends a process that hangs).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated()
 
 
