@@ -7,6 +7,7 @@ final name.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -137,7 +138,7 @@ def warn_of_stale_staging(final: Path) -> None:
     A command stopped by SIGKILL (or a lost machine) cannot remove its staging folder.
     They are not removed here, since another run may be writing the same output now;
     the user is told where they are and how large."""
-    stale = sorted(final.parent.glob(f".{final.name}.*.partial"))
+    stale = sorted(final.parent.glob(f".{glob.escape(final.name)}.*.partial"))
     if not stale:
         return
     size = sum(
