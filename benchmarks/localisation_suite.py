@@ -7,8 +7,9 @@ Usage: python benchmarks/localisation_suite.py OUT [--cohorts NAME,NAME] [--jobs
 Each cohort is made, quality-checked, split and trained through the `neuromask`
 command, as a user would (`synth`, `qc`, `split`, `train --split 0`; 120 subjects per
 class); its group masks too (`neuromask mask group ...`: the defaults, 20 epochs of the
-coarse mask and 10 of the fine stage; `group-r12`, the same without the gradient trace,
-`trace_depth = 0`, round 12's default; `group-r9`, without the trace or the halo,
+coarse mask and 10 of the fine stage, both again at 3, 4 and 6 % until the mask fools
+the CNN; `group-r13`, at 2 % only, round 13's default; `group-r12`, that without the
+gradient trace, `trace_depth = 0`, round 12's default; `group-r9`, without the trace or the halo,
 `halo_sigma = 0`, round 9's default; `--preset group-wide`, round 8's default;
 `--preset group-coarse`, the coarse mask alone,
 the defaults before the fine stage; `--preset group-mu`, the coarse mask with mu = 1 at
@@ -95,8 +96,9 @@ TRAIN_SETTINGS: dict[str, dict[str, object]] = {"fine": {"max_epochs": 40, "pati
 #: The masks compared: label -> (`neuromask mask group --preset`, settings on top of it).
 MASKS: dict[str, tuple[str, dict[str, object]]] = {
     "group": ("group", {}),
-    "group-r12": ("group", {"trace_depth": 0.0}),
-    "group-r9": ("group", {"halo_sigma": 0.0, "trace_depth": 0.0}),
+    "group-r13": ("group", {"larger_areas": []}),
+    "group-r12": ("group", {"trace_depth": 0.0, "larger_areas": []}),
+    "group-r9": ("group", {"halo_sigma": 0.0, "trace_depth": 0.0, "larger_areas": []}),
     "group-wide": ("group-wide", {}),
     "group-coarse": ("group-coarse", {}),
     "group-mu": ("group-mu", {}),
@@ -105,6 +107,7 @@ MASKS: dict[str, tuple[str, dict[str, object]]] = {
 }
 LABELS = {
     "group": "mask (group, default)",
+    "group-r13": "mask (group at 2 % only: round 13's default)",
     "group-r12": "mask (group without the gradient trace: round 12's default)",
     "group-r9": "mask (group without the halo: round 9's default)",
     "group-wide": "mask (group-wide: round 8's defaults, fine region m < 0.95)",

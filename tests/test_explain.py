@@ -99,7 +99,7 @@ def test_bad_hyperparameters_are_refused():
         {"area_weight": 0.0},
         {"step_scaling": "pixel"},
         {"patience": 0},
-        {"larger_areas": (0.01,)},
+        {"larger_areas": (0.04, 0.03)},
         {"fooled_below": 1.0},
     ):
         with pytest.raises(ParameterError, match=next(iter(kwargs))):

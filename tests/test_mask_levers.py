@@ -231,6 +231,7 @@ def test_presets_are_pinned():
             score_normalisation="floor",
             halo_sigma=2.0,
             trace_depth=0.01,
+            larger_areas=(0.03, 0.04, 0.06),
         )
         == group
     )
@@ -239,18 +240,25 @@ def test_presets_are_pinned():
     assert (mu.area, mu.upsample, mu.reference) == (0.05, 2, "constant")
     assert dataclasses.replace(mu, area=0.02, reference="healthy") == coarse
     sufficient = mask_preset("group-sufficient")
-    assert group.larger_areas == () and sufficient.larger_areas == (0.04, 0.08)
+    assert group.larger_areas == (0.03, 0.04, 0.06)  # round 15
+    assert sufficient.larger_areas == (0.04, 0.08)
     assert dataclasses.replace(sufficient, larger_areas=()) == coarse
     assert sufficient.fooled_below == 0.05
     wide = mask_preset("group-wide")  # round 8's defaults
     assert (wide.refine_below, wide.refine_dilation) == (0.95, 1)
     assert (
         dataclasses.replace(
-            wide, refine_below=0.5, refine_dilation=2, halo_sigma=2.0, trace_depth=0.01
+            wide,
+            refine_below=0.5,
+            refine_dilation=2,
+            halo_sigma=2.0,
+            trace_depth=0.01,
+            larger_areas=(0.03, 0.04, 0.06),
         )
         == group
     )
-    assert all(not mask_preset(n).larger_areas for n in ("voxel", "session", "paper"))
+    one_area = ("voxel", "session", "paper", "group-coarse", "group-mu", "group-wide")
+    assert all(not mask_preset(n).larger_areas for n in one_area)
     assert not any(mask_preset(n).refines for n in ("voxel", "session", "paper"))
     assert (voxel.area, voxel.upsample, voxel.max_epochs) == (0.0, 1, 150)
     assert voxel.reference == mask_preset("session").reference == "constant"
@@ -456,20 +464,24 @@ def test_healthy_reference_is_required_and_checked(planted_model):
     assert list(healthy_subset(4, ["a", "a", "b", "c"], seed=0)) == [0, 2, 3]
 
 
-def test_larger_areas_are_checked():
-    with pytest.raises(ParameterError, match="larger_areas must be areas that rise"):
-        MaskConfig(area=0.04, larger_areas=(0.02,))
-    with pytest.raises(ParameterError, match="larger_areas must be empty when area is 0"):
-        MaskConfig(area=0.0, larger_areas=(0.04,))
-    with pytest.raises(ParameterError, match="larger_areas must be areas below 1"):
-        MaskConfig(area=0.5, larger_areas=(1.0,))
+def test_larger_areas_are_checked_and_start_above_area(planted_model):
+    """``larger_areas`` must rise strictly inside (0, 1); a group mask tries those above
+    ``area`` (none without an area constraint), and session masks ignore them."""
+    for ladder in ((0.04, 0.03), (0.04, 0.04), (0.03, 1.0), (0.0, 0.03), (float("nan"),)):
+        with pytest.raises(ParameterError, match="larger_areas must be areas in"):
+            MaskConfig(larger_areas=ladder)
     with pytest.raises(ParameterError, match="fooled_below must be in"):
         MaskConfig(fooled_below=0.0)
-    config = MaskConfig(larger_areas=(0.04, 0.08))
-    with pytest.raises(ParameterError, match="group masks only"):
-        MeaningfulPerturbation(
-            torch.nn.Conv3d(1, 2, 1), config, reference=healthy_sessions()
-        ).attribute(torch.ones((1, 1, *SHAPE)), 1, mode="session")
+    assert MaskConfig().areas == (0.02, 0.03, 0.04, 0.06)
+    assert MaskConfig(area=0.035).areas == (0.035, 0.04, 0.06)
+    assert MaskConfig(area=0.06).areas == MaskConfig(area=0.06, larger_areas=()).areas == (0.06,)
+    assert mask_preset("voxel", larger_areas=(0.03,)).areas == (0.0,)
+    model, train, _ = planted_model
+    session = mask_preset("session", max_epochs=2, patience=2, upsample=2, area=0.02)
+    alone, _ = MeaningfulPerturbation(model, session).attribute(train[:2], 1, mode="session")
+    ladder = dataclasses.replace(session, larger_areas=(0.04, 0.08), fooled_below=1e-9)
+    grown, _ = MeaningfulPerturbation(model, ladder).attribute(train[:2], 1, mode="session")
+    assert torch.equal(alone, grown)
 
 
 def test_the_area_grows_until_the_mask_fools_the_cnn_and_resumes(planted_model, tmp_path):
@@ -505,7 +517,7 @@ def test_the_area_grows_until_the_mask_fools_the_cnn_and_resumes(planted_model, 
     # interrupted in the second area's optimisation (epoch 5 overall), resumed: the same
     resumed = interrupted_and_resumed(explainer, train, validation, tmp_path, 5)
     assert torch.equal(masks, resumed)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.area-0.pt", "c.area-1.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.area-1.pt", "c.pt"]
 
 
 def test_bfloat16_masks_keep_float32_state_and_follow_the_float32_gradient(planted_model):

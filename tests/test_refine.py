@@ -121,7 +121,8 @@ def test_fine_stage_resumes_to_the_same_mask(planted_model, tmp_path):
         ({"refine_dilation": -2}, "refine_dilation must be >= 0 voxels"),
         ({"refine_lambda2": -1.0}, "refine_lambda2 must be >= 0"),
         ({"refine_lambda2": float("nan")}, "refine_lambda2 must be >= 0"),
-        ({"refine_area": 0.03}, r"refine_area must be in \[0, 0.02\]"),
+        ({"refine_area": 0.03, "larger_areas": ()}, r"refine_area must be in \[0, 0.02\]"),
+        ({"refine_area": 0.07}, r"refine_area must be in \[0, 0.06\]"),  # the top area
         ({"refine_area": -0.01}, "refine_area must be in"),
         ({"refine_area": float("nan")}, "refine_area must be in"),
         ({"refine_min_voxels": -1}, "refine_min_voxels must be >= 0"),
@@ -149,22 +150,57 @@ def test_only_coarse_area_constrained_group_masks_are_refined(planted_model):
     assert (result.history["epochs"] == 2).all()
 
 
-def test_fine_stage_after_a_growing_area_keeps_the_last_area(planted_model):
-    """After areas 0.02, 0.04 and 0.08 (none fooled the CNN below 1e-9), the fine stage
-    deletes the 8 % the coarse mask ended with, not the first area's 2 %."""
+def test_every_area_gets_its_fine_stage_and_is_judged_on_the_final_mask(planted_model):
+    """With the fine stage on, each area of the ladder runs the coarse stage and then the
+    fine stage, and the P(AD) that decides is the final mask's: the last area's recorded
+    P(AD) is that of the mask returned (no halo or trace here, which would change it by
+    up to 1 % of the kept voxels' value). The fine stage deletes the area being tried
+    (8 % at the end), not the first one."""
     model, train, validation = planted_model
     config = dataclasses.replace(
         CONFIG, area=0.02, larger_areas=(0.04, 0.08), fooled_below=1e-9, max_epochs=3,
-        patience=3, refine_epochs=3,
+        patience=3, refine_epochs=3, halo_sigma=0.0,
     )  # fmt: skip
-    masks, result = MeaningfulPerturbation(model, config, reference=healthy_sessions()).attribute(
-        train, 1, validation=validation
-    )
+    explainer = MeaningfulPerturbation(model, config, reference=healthy_sessions())
+    masks, result = explainer.attribute(train, 1, validation=validation)
     assert [row["area"] for row in result.areas_tried] == [0.02, 0.04, 0.08]
-    assert list(result.history["stage"].unique()) == ["coarse", "fine"]
+    stages = result.history.groupby("area", sort=False)["stage"].unique().map(list)
+    assert stages.to_dict() == {a: ["coarse", "fine"] for a in (0.02, 0.04, 0.08)}
+    assert [row["epochs"] for row in result.areas_tried] == [6, 6, 6]
+    p_final = float(np.mean(explainer.probabilities(validation, 1, masks)))
+    assert result.areas_tried[-1]["p_masked"] == pytest.approx(p_final, abs=1e-6)
     deleted = float((1 - masks[0, 0]).sum())
     assert deleted == pytest.approx(0.08 * masks.numel(), rel=0.5)
     assert deleted > 2 * 0.02 * masks.numel()
+
+
+def test_a_ladder_that_stops_at_its_first_area_gives_the_mask_without_it(planted_model, tmp_path):
+    """When the first area's mask (with its fine stage) already fools the CNN, the
+    ladder changes nothing: the same mask, bit for bit, as without ``larger_areas``. An
+    interrupted ladder resumes to the same mask from its stages' checkpoints."""
+    from test_mask_levers import interrupted_and_resumed
+
+    model, train, validation = planted_model
+    sessions = healthy_sessions()
+    plain = dataclasses.replace(
+        CONFIG, area=0.02, max_epochs=3, patience=3, refine_epochs=3, larger_areas=()
+    )
+    alone, _ = MeaningfulPerturbation(model, plain, reference=sessions).attribute(
+        train, 1, validation=validation
+    )
+    ladder = dataclasses.replace(plain, larger_areas=(0.04,), fooled_below=0.999)
+    explainer = MeaningfulPerturbation(model, ladder, reference=sessions)
+    masks, result = explainer.attribute(train, 1, validation=validation)
+    assert [row["area"] for row in result.areas_tried] == [0.02]
+    assert torch.equal(masks, alone)
+    # the whole ladder, interrupted in the second area's fine stage (epoch 10 overall)
+    never = dataclasses.replace(ladder, fooled_below=1e-9)
+    explainer = MeaningfulPerturbation(model, never, reference=sessions)
+    full, _ = explainer.attribute(train, 1, validation=validation)
+    resumed = interrupted_and_resumed(explainer, train, validation, tmp_path, 10)
+    assert torch.equal(full, resumed)
+    names = ["c.area-1.pt", "c.area-1.refine.pt", "c.pt", "c.refine.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
 
 
 def test_small_components_are_the_specks_only():

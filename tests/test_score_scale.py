@@ -58,7 +58,7 @@ def test_gradient_mass_is_the_summed_input_gradient_over_the_brain():
 
 def _mask(model, normalisation, train, validation, refine_epochs=0, score_gradient=3.0, **fields):
     config = MaskConfig(
-        **fields,
+        **{"larger_areas": (), **fields},  # one area unless a test says
         max_epochs=4,
         refine_epochs=refine_epochs,
         batch_size=4,
@@ -242,3 +242,31 @@ def test_the_floor_waits_for_a_mask_that_does_not_fool_the_cnn(planted_model, tm
         "c.pt",
         "c.refine.pt",
     ]
+
+
+def test_larger_areas_follow_the_floor_with_its_factor(planted_model, tmp_path):
+    """The floor is decided at the first area; a mask that still does not fool the CNN
+    then grows, with the floor's factor, in checkpoints of its own. The epochs reported
+    to ``after_epoch`` rise from one stage to the next (a progress bar never goes back),
+    and an interrupted run resumes to the same mask."""
+    from test_mask_levers import interrupted_and_resumed
+
+    model, train, validation = planted_model
+    fields = {"floor_above": 1e-9, "larger_areas": (0.08,), "fooled_below": 1e-9}
+    floored, _ = _mask(model, "floor", train, validation, 2, 30.0, floor_above=1e-9)
+    grown, result = _mask(model, "floor", train, validation, 2, 30.0, **fields)
+    assert result.floor["applied"] is True and result.score_scale > 1
+    assert [row["area"] for row in result.areas_tried] == [0.02, 0.08]
+    first = result.history[result.history["area"] == 0.02]
+    assert len(first) == result.areas_tried[0]["epochs"]
+    assert not torch.equal(grown, floored)
+    seen: list[int] = []
+    explainer = MeaningfulPerturbation(model, result.config, reference=HEALTHY)
+    explainer.attribute(train, 1, validation=validation, after_epoch=seen.append)
+    assert seen == sorted(set(seen)) and len(seen) == result.floor["epochs_without"] + len(
+        result.history
+    )
+    resumed = interrupted_and_resumed(explainer, train, validation, tmp_path, seen[-3])
+    assert torch.equal(resumed, grown)
+    names = ["c.area-1.pt", "c.area-1.refine.pt", "c.floor.pt", "c.floor.refine.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names, "c.pt", "c.refine.pt"])

@@ -28,6 +28,7 @@ def test_plan_lists_jobs_marks_done_ones_and_caches_its_calibration(tiny_trainin
     text = " ".join(output.split())
     assert "train/split-0/run-0" in text and "evaluate/split-1/run-1/test" in text
     assert "Estimated wall time with 1 worker(s)" in text
+    assert "tries up to 3 larger area(s)" in text  # the default ladder, not counted
     assert not (out / "models").exists()  # nothing ran
     calibration = json.loads((out / "plan_calibration.json").read_text())["unit"]
     assert calibration["train_step"] > 0 and calibration["infer_image"] > 0
@@ -62,17 +63,17 @@ def test_job_costs_count_their_units():
         group
     )
     # a job's own settings decide its epochs: a grid point of the voxel-level mask has no
-    # fine stage, a growing area counts each area's epochs
+    # fine stage
     grid_point = {"cohort": "adni", "mask": {"max_epochs": 7, "upsample": 1, "area": 0.0}}
     point = 7 * ((20 + m.batch_size - 1) // m.batch_size * 2.0 + 5 * 0.1)
     assert job_seconds("group_mask", grid_point, config, sizes, unit) == pytest.approx(point)
-    grown = dataclasses.replace(config, mask=dataclasses.replace(m, larger_areas=(0.04, 0.08)))
-    assert job_seconds("group_mask", {"cohort": "adni"}, grown, sizes, unit) == pytest.approx(
-        group / epochs * (3 * m.max_epochs + m.refine_epochs)
-    )
+    # a growing area counts its first area only (the plan says so)
+    assert m.larger_areas == (0.03, 0.04, 0.06)
+    one = dataclasses.replace(config, mask=dataclasses.replace(m, larger_areas=()))
+    assert job_seconds("group_mask", {"cohort": "adni"}, one, sizes, unit) == pytest.approx(group)
     # a grid point of that study still runs one area (its own larger_areas, JSON's list)
     own = {"cohort": "adni", "mask": {**grid_point["mask"], "larger_areas": []}}
-    assert job_seconds("group_mask", own, grown, sizes, unit) == pytest.approx(point)
+    assert job_seconds("group_mask", own, config, sizes, unit) == pytest.approx(point)
     s = config.session_mask
     sessions = (15 + s.batch_size - 1) // s.batch_size * s.max_epochs * 3.0
     assert job_seconds("sessions", {}, config, sizes, unit) == pytest.approx(sessions)

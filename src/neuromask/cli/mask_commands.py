@@ -180,8 +180,8 @@ def group(
             f"[yellow]The mask did not fool the CNN (P(AD) {result.validation_p_ad:.2f} after "
             "masking). Where the CNN's score barely moves, the mask's shape comes from the "
             "area and smoothness terms (a compact block), not from the CNN. More epochs, "
-            "--preset group-sufficient (the area grows to 4 and 8 % until the mask fools the "
-            "CNN) or --preset group-mu (mu = 1) perturb it more.[/yellow]"
+            "larger areas (mask setting larger_areas: those tried in turn until the mask "
+            "fools the CNN) or --preset group-mu (mu = 1) perturb it more.[/yellow]"
         )
 
 

@@ -144,3 +144,10 @@ def _print_plan(name, config, out, storage, device, workers) -> None:
         f"Estimated wall time with {workers} worker(s): {estimate.total_s / scale:.1f} {unit} "
         "(an upper bound where early stopping cuts masks or trainings short)."
     )
+    more = len(ws.config.mask.areas) - 1
+    if more:
+        console.print(
+            f"A group mask counts its first area only: one that does not fool its CNN "
+            f"there tries up to {more} larger area(s) (mask setting larger_areas), each "
+            "about as long."
+        )

@@ -65,6 +65,11 @@ class MaskConfig:
       brain rank them by that nearness. Then ``trace_depth = 0.01``: they lose up to 1 %
       more by the CNN's smoothed mean |d f / d m| at the final mask (the gradient trace,
       :mod:`neuromask.explain.gradient_trace`; round 13).
+    - ``larger_areas = (0.03, 0.04, 0.06)``: a group mask (with its fine stage) that
+      leaves the mean masked validation P(target) at ``fooled_below = 0.05`` or more is
+      made again at the next of these areas above ``area`` (``areas``;
+      :mod:`neuromask.explain.extremal`). A mask that fools the CNN at ``area`` is left
+      exactly as it was (docs/mask_levers.md, round 15). Session masks ignore it.
 
     On reserved synthetic cohorts (``benchmarks/mask_levers.py``, ``docs/mask_levers.md``)
     the voxel-level mask (preset ``voxel``) fooled the CNN with scattered voxels
@@ -84,14 +89,8 @@ class MaskConfig:
     to 2e-3, and put back the fine stage's specks (README's suite). Round 9 bounded the
     fine stage's region to the coarse mask's core (``refine_below = 0.5``) grown by two
     voxels (``refine_dilation = 2``; preset ``group-wide`` keeps round 8's 0.95 and 1):
-    on the suite, mass 0.64 against 0.46 and coherence 0.96 against 0.92.
-
-    ``larger_areas`` (preset ``group-sufficient``: 0.04 and 0.08) grows the area: if the
-    mask at ``area`` leaves the mean masked validation P(target) at ``fooled_below`` or
-    more, the next area is trained from it, and so on (the smallest sufficient area,
-    :mod:`neuromask.explain.extremal`). Measured on the tuning cohorts and the suite, it
-    brings P(AD) lower than the defaults but spreads the mask beyond the atrophy
-    (docs/mask_levers.md, round 5), so it is not the default.
+    on the suite, mass 0.64 against 0.46 and coherence 0.96 against 0.92. Preset
+    ``group-sufficient`` grows the coarse mask alone through 2, 4 and 8 % (round 5).
 
     Other levers: ``score = "margin"`` stops rewarding deletion once the CNN prefers
     another class by ``margin`` logits; ``jitter`` rolls the images against a group
@@ -157,7 +156,7 @@ class MaskConfig:
     area: float = 0.02
     area_weight: float = 100.0
     step_scaling: str = "voxel"
-    larger_areas: tuple[float, ...] = ()
+    larger_areas: tuple[float, ...] = (0.03, 0.04, 0.06)
     fooled_below: float = 0.05
     precision: str = "float32"
     refine_epochs: int = 10
@@ -172,6 +171,12 @@ class MaskConfig:
     halo_sigma: float = 2.0
     halo_depth: float = 0.01
     trace_depth: float = 0.01
+
+    @property
+    def areas(self) -> tuple[float, ...]:
+        """The areas a group mask tries in turn: ``area``, then those of
+        ``larger_areas`` above it; ``area`` alone without an area constraint (0)."""
+        return (self.area, *(a for a in self.larger_areas if a > self.area > 0))
 
     @property
     def refines(self) -> bool:
@@ -208,21 +213,16 @@ class MaskConfig:
             raise bad("area_weight", "> 0")
         if not (math.isfinite(self.fooled_below) and 0 < self.fooled_below < 1):
             raise bad("fooled_below", "in (0, 1) (a mean P(target))")
-        if self.larger_areas:
-            ladder = (self.area, *self.larger_areas)
-            if self.area <= 0:
-                raise bad("larger_areas", "empty when area is 0 (they grow an area constraint)")
-            if any(not math.isfinite(a) for a in ladder) or any(
-                b <= a for a, b in zip(ladder, ladder[1:], strict=False)
-            ):
-                raise bad("larger_areas", "areas that rise strictly from area")
-            if ladder[-1] >= 1:
-                raise bad("larger_areas", "areas below 1")
+        ladder = self.larger_areas
+        if any(not (math.isfinite(a) and 0 < a < 1) for a in ladder) or any(
+            b <= a for a, b in zip(ladder, ladder[1:], strict=False)
+        ):
+            raise bad("larger_areas", "areas in (0, 1) that rise strictly ([]: one area only)")
         if self.refine_epochs < 0:
             raise bad("refine_epochs", ">= 0 (0: no fine stage)")
         if self.refine_dilation < 0:
             raise bad("refine_dilation", ">= 0 voxels")
-        top = max((self.area, *self.larger_areas))
+        top = max(self.areas)
         if not (math.isfinite(self.refine_area) and 0 <= self.refine_area <= top):
             raise bad(
                 "refine_area",
@@ -316,11 +316,13 @@ _VOXEL: dict[str, Any] = {
     "refine_epochs": 0,
     "halo_sigma": 0.0,
     "trace_depth": 0.0,
+    "larger_areas": (),
 }
 
 #: The coarse mask alone, at most 40 epochs, with the smoothness weight it was measured
 #: with: the defaults of rounds 4 and 5, before the fine stage (docs/mask_levers.md).
 _COARSE: dict[str, Any] = {
+    "larger_areas": (),
     "halo_sigma": 0.0,
     "trace_depth": 0.0,
     "refine_epochs": 0,
@@ -333,14 +335,13 @@ _COARSE: dict[str, Any] = {
 #: the healthy reference (docs/mask_levers.md).
 _MU: dict[str, Any] = {**_COARSE, "reference": "constant", "area": 0.05}
 
-#: The smallest sufficient area: the coarse mask at 2 %, then 4 and 8 % in turn, each
-#: from the mask before, until the masked validation P(AD) falls below 0.05
-#: (:mod:`neuromask.explain.extremal`).
+#: The coarse mask at 2, 4 and 8 % in turn until it fools the CNN (round 5).
 _SUFFICIENT: dict[str, Any] = {**_COARSE, "larger_areas": (0.04, 0.08)}
 
 #: Presets. ``group``: the defaults, for group masks (a mask 2 times coarser than the
 #: images that restores 2 % of the brain to healthy tissue, logit score, at most 20
-#: epochs, then refined at the images' resolution inside its region for at most 10).
+#: epochs, then refined at the images' resolution inside its region for at most 10;
+#: both again at 3, 4 and 6 % until the mask fools the CNN).
 #: ``group-coarse``: the coarse mask alone, at most 40 epochs, the defaults before the
 #: fine stage. ``group-mu``: the coarse mask deleting 5 % with mu = 1, the defaults
 #: before the healthy reference. ``group-sufficient``: the coarse mask, grown to 4 and
@@ -367,7 +368,9 @@ MASK_PRESETS: dict[str, MaskConfig] = {
     "group-coarse": MaskConfig(**_COARSE),
     "group-mu": MaskConfig(**_MU),
     "group-sufficient": MaskConfig(**_SUFFICIENT),
-    "group-wide": MaskConfig(refine_below=0.95, refine_dilation=1, halo_sigma=0.0, trace_depth=0.0),
+    "group-wide": MaskConfig(
+        refine_below=0.95, refine_dilation=1, halo_sigma=0.0, trace_depth=0.0, larger_areas=()
+    ),
     "voxel": MaskConfig(**_VOXEL),
     "paper": _paper(),
     "small-cohort": MaskConfig(patience=25, max_epochs=300),

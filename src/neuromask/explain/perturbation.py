@@ -188,11 +188,6 @@ class MeaningfulPerturbation:
         if mode == "group":
             result = self._attribute_group(inputs, target, validation, checkpoint, after_epoch)
         elif mode == "session":
-            if self.config.larger_areas:
-                raise ParameterError(
-                    "mask setting larger_areas applies to group masks only; set "
-                    "larger_areas = [] for session masks"
-                )
             if self.config.jitter:
                 raise ParameterError(
                     "mask setting jitter applies to group masks only; set jitter = 0 for "
@@ -214,7 +209,10 @@ class MeaningfulPerturbation:
         """One mask for all of ``inputs``: the score's scale, then :meth:`group_stages`;
         under the score's floor with ``floor_above`` > 0, the stages run with the score
         as it is first, and again with the floor only when that mask does not fool the
-        CNN (:func:`~neuromask.explain.score_scale.floor_retry`)."""
+        CNN (:func:`~neuromask.explain.score_scale.floor_retry`); then, with larger
+        areas, both stages at each until the mask fools the CNN
+        (:func:`~neuromask.explain.extremal.grow_area`)."""
+        from neuromask.explain.extremal import grow_area
         from neuromask.explain.score_scale import floor_retry, score_scale
 
         if self.config.batch_size == 0:
@@ -230,6 +228,12 @@ class MeaningfulPerturbation:
         result = self.group_stages(inputs, target, validation, checkpoint, after_epoch)
         if floor:
             result = floor_retry(self, result, inputs, target, validation, checkpoint, after_epoch)
+        if len(self.config.areas) > 1:
+            done = len(result.history) + (result.floor or {}).get("epochs_without", 0)
+            result = grow_area(
+                self, result, inputs, target, validation,
+                checkpoint=checkpoint, after_epoch=after_epoch, offset=done,
+            )  # fmt: skip
         result.score_scale = self.score_scale
         return self._ranked(result, inputs, target)
 
@@ -263,20 +267,13 @@ class MeaningfulPerturbation:
         checkpoint: str | os.PathLike[str] | None,
         after_epoch: Callable[[int], None] | None,
     ) -> PerturbationResult:
-        """The coarse stage (its area growing with ``larger_areas``), then the fine stage,
-        with the current :attr:`score_scale`."""
+        """The coarse stage, then the fine stage, at ``config.area`` with the current
+        :attr:`score_scale`."""
         from neuromask.explain.group import optimise_group_mask
 
-        if self.config.larger_areas:
-            from neuromask.explain.extremal import optimise_growing_area
-
-            result = optimise_growing_area(
-                self, inputs, target, validation, checkpoint=checkpoint, after_epoch=after_epoch
-            )
-        else:
-            result = optimise_group_mask(
-                self, inputs, target, validation, checkpoint=checkpoint, after_epoch=after_epoch
-            )
+        result = optimise_group_mask(
+            self, inputs, target, validation, checkpoint=checkpoint, after_epoch=after_epoch
+        )
         if self.config.refines:
             from neuromask.explain.refine import refine_group_mask
 

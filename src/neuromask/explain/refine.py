@@ -96,10 +96,9 @@ def refine_group_mask(
     if not bool(region.any()):  # nothing deleted: nothing to refine
         return coarse
     n_brain = int(brain.sum()) if brain is not None else region.numel()
-    # refine_area, or the same deleted volume as the coarse mask's (its last area when
-    # the area grew)
-    area = float(coarse.areas_tried[-1]["area"]) if coarse.areas_tried else cfg.area
-    area = cfg.refine_area or area
+    # refine_area, or the same deleted volume as the coarse mask's (with larger_areas,
+    # the area being tried: neuromask.explain.extremal)
+    area = cfg.refine_area or cfg.area
     share = min(area * n_brain / int(region.sum()), 0.99)
     step = copy.copy(explainer)
     step.config = dataclasses.replace(
@@ -151,7 +150,6 @@ def refine_group_mask(
         history=history,
         config=cfg,
         best_epoch=done + int(fine.best_epoch),  # type: ignore[arg-type]
-        areas_tried=coarse.areas_tried,
         mask_variables=coarse.mask_variables,
     )
 

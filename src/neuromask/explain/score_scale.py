@@ -137,5 +137,5 @@ def floor_retry(
     floored = explainer.group_stages(
         images, target, validation, stage_checkpoint(checkpoint, "floor"), shifted
     )
-    floored.floor = {"p_target_without": p, "applied": True}
+    floored.floor = {"p_target_without": p, "applied": True, "epochs_without": offset}
     return floored

@@ -214,9 +214,9 @@ def job_seconds(kind: str, spec: dict[str, Any], config: StudyConfig, sizes: Siz
         images = sizes.train / 2 if spec["cohort"] == "adni" else sizes.independent_baseline / 2
         steps = math.ceil(images / max(mask.batch_size, 1))
         ratio = unit["mask_step"] / max(config.mask.batch_size, 1) * mask.batch_size
-        epochs = mask.max_epochs * (1 + len(mask.larger_areas))
-        if mask.refines:  # the fine stage's steps cost as the coarse ones do
-            epochs += mask.refine_epochs
+        # the first area (larger_areas run only where it does not fool the CNN; the
+        # plan says so), with its fine stage, whose steps cost as the coarse ones do
+        epochs = mask.max_epochs + (mask.refine_epochs if mask.refines else 0)
         return epochs * (steps * ratio + sizes.validation / 2 * unit["infer_image"])
     if kind == "sessions":
         s = config.session_mask
