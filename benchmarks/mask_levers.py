@@ -126,12 +126,14 @@ def run_cohort(
         # (masked validation P(AD) < 0.05), Fong et al. 2019's smallest sufficient area
         extremal = [float(a) for a in str(fields.pop("extremal", "")).split("/") if a]
         config = dataclasses.replace(mask_preset(str(base)), **fields)
+        # a swept or extremal area is one area, not the defaults' ladder
+        one_area: dict[str, object] = {"larger_areas": ()} if extremal or areas else {}
         tic = time.perf_counter()
         swept, probabilities, epochs = [], [], 0
         for area in extremal or areas or [config.area]:
             explainer = MeaningfulPerturbation(
                 trained.model,
-                dataclasses.replace(config, area=area),
+                dataclasses.replace(config, area=area, **one_area),
                 brain_mask=brain,
                 reference=references.get(config.reference),
             )
