@@ -98,13 +98,12 @@ def grow_area(
                     step, result, x, target, validation, checkpoint=own, after_epoch=shifted
                 )
             best_epoch = offset + int(result.best_epoch)  # type: ignore[arg-type]
+            offset += len(result.history)
         if stage == 0 and first.floor is not None and not first.floor["applied"]:
             probability = float(first.floor["p_target_without"])  # measured for the floor
         else:
             probability = float(np.mean(explainer.probabilities(judged, target, result.masks)))
-        epochs = len(result.history)
-        offset += epochs if stage > 0 else 0
-        tried.append({"area": area, "p_masked": probability, "epochs": epochs})
+        tried.append({"area": area, "p_masked": probability, "epochs": len(result.history)})
         histories.append(result.history.assign(area=area))
         if probability < cfg.fooled_below:
             break

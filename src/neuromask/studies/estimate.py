@@ -190,7 +190,7 @@ def _calibrate_data(config: StudyConfig) -> float:
 
 
 #: The settings of a group-mask job that decide how many steps it takes.
-_EPOCH_FIELDS = ("max_epochs", "refine_epochs", "batch_size", "upsample", "area", "larger_areas")
+_EPOCH_FIELDS = ("max_epochs", "refine_epochs", "batch_size", "upsample", "area")
 
 
 def job_seconds(kind: str, spec: dict[str, Any], config: StudyConfig, sizes: Sizes,
@@ -208,8 +208,6 @@ def job_seconds(kind: str, spec: dict[str, Any], config: StudyConfig, sizes: Siz
     if kind == "group_mask":
         mask = config.mask if spec["cohort"] == "adni" else config.independent_mask
         own = {k: v for k, v in spec.get("mask", {}).items() if k in _EPOCH_FIELDS}
-        if "larger_areas" in own:  # a list once written as JSON
-            own["larger_areas"] = tuple(own["larger_areas"])
         mask = dataclasses.replace(mask, **own)  # the job's own settings (a grid point)
         images = sizes.train / 2 if spec["cohort"] == "adni" else sizes.independent_baseline / 2
         steps = math.ceil(images / max(mask.batch_size, 1))
