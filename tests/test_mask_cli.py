@@ -142,6 +142,10 @@ def test_group_mask_with_a_growing_area(tiny_model, tiny_training, tmp_path):
     )
     history = pd.read_csv(out / "history.tsv", sep="\t")
     assert history["area"].tolist() == [0.02, 0.02, 0.04, 0.04, 0.08, 0.08]
+    # the summary names each area with its masked P(AD)
+    steps = ", ".join(f"{a} % (P(AD) {row['p_masked']:.3f})" for a, row in
+                      zip((2, 4, 8), result["areas_tried"], strict=True))  # fmt: skip
+    assert f"so it grew (mask setting larger_areas): {steps}." in " ".join(output.split())
     assert not list(out.glob("checkpoint*"))
 
 

@@ -302,12 +302,14 @@ PAPER = {
     "trace_depth": 0.0,
 }
 #: Fields that do nothing in the paper's setting (the margin hinge, the area weight,
-#: the bar of a growing area, the fine stage's dilation, smoothness weight, area and
+#: the bar, epochs and least gain of a growing area, the fine stage's dilation, smoothness weight, area and
 #: smallest component, the normalised score's gradient mass).
 INERT = {
     "margin",
     "area_weight",
     "fooled_below",
+    "larger_area_epochs",
+    "larger_area_gain",
     "refine_dilation",
     "refine_lambda2",
     "refine_area",

@@ -128,6 +128,10 @@ def test_fine_stage_resumes_to_the_same_mask(planted_model, tmp_path):
         ({"refine_min_voxels": -1}, "refine_min_voxels must be >= 0"),
         ({"refine_below": 0.0}, r"refine_below must be in \(0, 1\]"),
         ({"refine_below": 1.5}, "refine_below must be in"),
+        ({"larger_area_epochs": -1}, r"larger_area_epochs must be >= 0 \(0: max_epochs"),
+        ({"larger_area_gain": 1.0}, r"larger_area_gain must be in \[0, 1\)"),
+        ({"larger_area_gain": -0.1}, "larger_area_gain must be in"),
+        ({"larger_area_gain": float("nan")}, "larger_area_gain must be in"),
     ],
 )
 def test_refine_settings_are_checked(fields, message):
@@ -172,6 +176,44 @@ def test_every_area_gets_its_fine_stage_and_is_judged_on_the_final_mask(planted_
     deleted = float((1 - masks[0, 0]).sum())
     assert deleted == pytest.approx(0.08 * masks.numel(), rel=0.5)
     assert deleted > 2 * 0.02 * masks.numel()
+
+
+def test_larger_areas_take_their_own_epochs_and_stop_when_they_barely_help(planted_model):
+    """``larger_area_epochs`` sets the coarse epochs of each larger area (the first keeps
+    ``max_epochs``); ``larger_area_gain`` stops the ladder after the first area that
+    lowered the masked P(AD) by less than that share, keeping that area's mask: the
+    same, bit for bit, as a ladder that ends there."""
+    model, train, validation = planted_model
+    sessions = healthy_sessions()
+    config = dataclasses.replace(
+        CONFIG, area=0.02, larger_areas=(0.04, 0.08), fooled_below=1e-9, max_epochs=3,
+        patience=3, refine_epochs=3, larger_area_epochs=1,
+    )  # fmt: skip
+    full_masks, full = MeaningfulPerturbation(model, config, reference=sessions).attribute(
+        train, 1, validation=validation
+    )
+    assert [row["epochs"] for row in full.areas_tried] == [6, 4, 4]
+    coarse = full.history[full.history["stage"] == "coarse"].groupby("area").size()
+    assert coarse.to_dict() == {0.02: 3, 0.04: 1, 0.08: 1}
+    p = [row["p_masked"] for row in full.areas_tried]
+    assert p[2] < p[1] < p[0]  # here each larger area lowers P(AD), by 91 % at 4 %
+    fall = 1 - p[1] / p[0]
+    stalled = dataclasses.replace(config, larger_area_gain=(1 + fall) / 2)  # above it
+    masks, result = MeaningfulPerturbation(model, stalled, reference=sessions).attribute(
+        train, 1, validation=validation
+    )
+    assert [row["area"] for row in result.areas_tried] == [0.02, 0.04]
+    shorter = dataclasses.replace(config, larger_areas=(0.04,))
+    ends, _ = MeaningfulPerturbation(model, shorter, reference=sessions).attribute(
+        train, 1, validation=validation
+    )
+    assert torch.equal(masks, ends) and not torch.equal(masks, full_masks)
+    # a gain that 4 % clears goes on to 8 %
+    going = dataclasses.replace(config, larger_area_gain=fall / 2)
+    masks, _ = MeaningfulPerturbation(model, going, reference=sessions).attribute(
+        train, 1, validation=validation
+    )
+    assert torch.equal(masks, full_masks)
 
 
 def test_a_ladder_that_stops_at_its_first_area_gives_the_mask_without_it(planted_model, tmp_path):

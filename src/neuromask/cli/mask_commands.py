@@ -40,7 +40,8 @@ _COMMON = [
         "refine_lambda2, refine_area, refine_min_voxels, refine_below, score_normalisation, "
         "score_gradient, floor_above, halo_sigma, halo_depth, trace_depth, jitter, reference, "
         "step_scaling, precision, max_epochs, patience, tolerance, batch_size, "
-        "restrict_to_brain, seed, size_epsilon, keep_above, larger_areas, fooled_below; "
+        "restrict_to_brain, seed, size_epsilon, keep_above, larger_areas, fooled_below, "
+        "larger_area_epochs, larger_area_gain; "
         "see the "
         "README) applied on top of the preset.",
     ),
@@ -175,6 +176,15 @@ def group(
         f"{len(result.history)} epochs, mean P(AD) of masked validation images "
         f"{result.validation_p_ad:.3f} -> {out / 'mask.nii.gz'}"
     )
+    if len(result.areas_tried) > 1:
+        steps = ", ".join(
+            f"{100 * float(a['area']):g} % (P(AD) {float(a['p_masked']):.3f})"
+            for a in result.areas_tried
+        )
+        console.print(
+            f"It did not fool the CNN at its first area, so it grew (mask setting "
+            f"larger_areas): {steps}. The mask is the last area's."
+        )
     if result.validation_p_ad >= UNFOOLED:
         console.print(
             f"[yellow]The mask did not fool the CNN (P(AD) {result.validation_p_ad:.2f} after "

@@ -1,7 +1,8 @@
 """Explaining a frozen CNN with optimised 3D perturbation masks ("meaningful perturbation")."""
 
-from neuromask.explain.config import MASK_PRESETS, MaskConfig, mask_preset
+from neuromask.explain.config import MaskConfig
 from neuromask.explain.perturbation import MeaningfulPerturbation, PerturbationResult
+from neuromask.explain.presets import MASK_PRESETS, mask_preset
 
 __all__ = [
     "MASK_PRESETS",

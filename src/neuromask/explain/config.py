@@ -1,11 +1,9 @@
-"""Settings of mask optimisation, with the paper's presets."""
+"""Settings of mask optimisation (the presets: :mod:`neuromask.explain.presets`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from neuromask.errors import ParameterError
 
@@ -70,6 +68,10 @@ class MaskConfig:
       made again at the next of these areas above ``area`` (``areas``;
       :mod:`neuromask.explain.extremal`). A mask that fools the CNN at ``area`` is left
       exactly as it was (docs/mask_levers.md, round 15). Session masks ignore it.
+      ``larger_area_epochs`` (0: ``max_epochs``) sets the coarse epochs of each larger
+      area, which starts from the previous area's coarse mask; with ``larger_area_gain``
+      > 0 the ladder also stops, keeping the last mask made, when an area lowered the
+      masked P(target) by less than that share of the previous area's (round 16).
 
     On reserved synthetic cohorts (``benchmarks/mask_levers.py``, ``docs/mask_levers.md``)
     the voxel-level mask (preset ``voxel``) fooled the CNN with scattered voxels
@@ -158,6 +160,8 @@ class MaskConfig:
     step_scaling: str = "voxel"
     larger_areas: tuple[float, ...] = (0.03, 0.04, 0.06)
     fooled_below: float = 0.05
+    larger_area_epochs: int = 0
+    larger_area_gain: float = 0.0
     precision: str = "float32"
     refine_epochs: int = 10
     refine_dilation: int = 2
@@ -218,6 +222,10 @@ class MaskConfig:
             b <= a for a, b in zip(ladder, ladder[1:], strict=False)
         ):
             raise bad("larger_areas", "areas in (0, 1) that rise strictly ([]: one area only)")
+        if self.larger_area_epochs < 0:
+            raise bad("larger_area_epochs", ">= 0 (0: max_epochs at every area)")
+        if not (math.isfinite(self.larger_area_gain) and 0 <= self.larger_area_gain < 1):
+            raise bad("larger_area_gain", "in [0, 1) (0: the ladder stops only when fooled)")
         if self.refine_epochs < 0:
             raise bad("refine_epochs", ">= 0 (0: no fine stage)")
         if self.refine_dilation < 0:
@@ -260,135 +268,3 @@ class MaskConfig:
             )
         if not 0 < self.keep_above <= 1:
             raise bad("keep_above", "in (0, 1]")
-
-
-#: The size-term guard of the ``paper`` presets: 2^-24, the smallest non-zero 1 - m that
-#: float32 holds for m < 1 (m's spacing just below 1), so no reachable m tells a smaller
-#: guard from none. The size term's gradient, which is all the optimiser sees, is then
-#: the paper's beta1 * |1 - m|^(beta1 - 1) to within 1 % wherever 1 - m >= 1e-5, and at
-#: m = 1 it is finite (3.2e5 for beta1 = 0.1) instead of infinite.
-PAPER_SIZE_EPSILON = 2.0**-24
-
-
-def _paper(**fields: Any) -> MaskConfig:
-    """The paper's method, field by field, so that it never moves with the defaults:
-    f = P(AD) (the softmax probability, as Fong & Vedaldi and the paper's "< 1e-6"),
-    the mask over the whole image, mu = 1, lr 0.1, its early stopping."""
-    paper = {
-        "beta1": 0.1,
-        "beta2": 1.0,
-        "lambda1": 1e-4,
-        "lambda2": 1e-2,
-        "learning_rate": 0.1,
-        "mu": 1.0,
-        "score": "probability",
-        "size_epsilon": PAPER_SIZE_EPSILON,
-        "max_epochs": 150,
-        "patience": 5,
-        "tolerance": 0.05,
-        "batch_size": 1,
-        "keep_above": 0.95,
-        "restrict_to_brain": False,
-        "upsample": 1,
-        "area": 0.0,
-        "jitter": 0,
-        "reference": "constant",
-        "step_scaling": "voxel",
-        "larger_areas": (),
-        "refine_epochs": 0,
-        "score_normalisation": "none",
-        "halo_sigma": 0.0,
-        "trace_depth": 0.0,
-    }
-    return MaskConfig(**{**paper, **fields})
-
-
-#: The voxel-level mask: the paper's size term instead of the area constraint, at the
-#: images' resolution, mu = 1, at most 150 epochs (the defaults until the localisation
-#: suite).
-_VOXEL: dict[str, Any] = {
-    "lambda2": 1e-3,
-    "score_normalisation": "none",
-    "area": 0.0,
-    "upsample": 1,
-    "max_epochs": 150,
-    "reference": "constant",
-    "refine_epochs": 0,
-    "halo_sigma": 0.0,
-    "trace_depth": 0.0,
-    "larger_areas": (),
-}
-
-#: The coarse mask alone, at most 40 epochs, with the smoothness weight it was measured
-#: with: the defaults of rounds 4 and 5, before the fine stage (docs/mask_levers.md).
-_COARSE: dict[str, Any] = {
-    "larger_areas": (),
-    "halo_sigma": 0.0,
-    "trace_depth": 0.0,
-    "refine_epochs": 0,
-    "max_epochs": 40,
-    "lambda2": 1e-3,
-    "score_normalisation": "none",
-}
-
-#: The area-constrained coarse mask with mu = 1 at 5 %: the defaults of round 3, before
-#: the healthy reference (docs/mask_levers.md).
-_MU: dict[str, Any] = {**_COARSE, "reference": "constant", "area": 0.05}
-
-#: The coarse mask at 2, 4 and 8 % in turn until it fools the CNN (round 5).
-_SUFFICIENT: dict[str, Any] = {**_COARSE, "larger_areas": (0.04, 0.08)}
-
-#: Presets. ``group``: the defaults, for group masks (a mask 2 times coarser than the
-#: images that restores 2 % of the brain to healthy tissue, logit score, at most 20
-#: epochs, then refined at the images' resolution inside its region for at most 10;
-#: both again at 3, 4 and 6 % until the mask fools the CNN).
-#: ``group-coarse``: the coarse mask alone, at most 40 epochs, the defaults before the
-#: fine stage. ``group-mu``: the coarse mask deleting 5 % with mu = 1, the defaults
-#: before the healthy reference. ``group-sufficient``: the coarse mask, grown to 4 and
-#: then 8 % until it fools the CNN (masked P(AD) below 0.05). ``group-wide``: round 8's
-#: defaults, whose fine stage may delete wherever the coarse mask moved (m < 0.95,
-#: dilated by one voxel; docs/mask_levers.md, round 9). ``voxel``: the
-#: voxel-level mask (the paper's size term with lambda1 = lambda2 = 1e-3, mu = 1, logit,
-#: at most 150 epochs), the defaults before the localisation suite; see
-#: docs/mask_levers.md.
-#: ``paper``: the paper's group setting (lambda1 1e-4, lambda2 1e-2), the probability
-#: score, the mask over the whole image, pinned field by field so that it never moves
-#: with the defaults; ``paper-session``: its session form (the weights times 100,
-#: patience 200, at most 5,000 epochs, tolerance 0.01). ``small-cohort``: the group
-#: defaults with the paper's early stopping for the smaller independent cohort (patience
-#: 25, at most 300 epochs of the coarse stage). ``session``: one mask per session,
-#: voxel-level (the area constraint was not measured on single sessions), with the
-#: paper's early stopping (no validation set, patience 200, at most 5,000 epochs,
-#: tolerance 0.01) and the voxel weights. The paper multiplies its group weights by 100
-#: for sessions. Measured on the CNNs of two synthetic cohorts, 100 times the voxel
-#: weights kept every session mask of one at its all-ones start, and 10 times did so on
-#: the other; the weights as they are fooled both CNNs on every session.
-MASK_PRESETS: dict[str, MaskConfig] = {
-    "group": MaskConfig(),
-    "group-coarse": MaskConfig(**_COARSE),
-    "group-mu": MaskConfig(**_MU),
-    "group-sufficient": MaskConfig(**_SUFFICIENT),
-    "group-wide": MaskConfig(
-        refine_below=0.95, refine_dilation=1, halo_sigma=0.0, trace_depth=0.0, larger_areas=()
-    ),
-    "voxel": MaskConfig(**_VOXEL),
-    "paper": _paper(),
-    "small-cohort": MaskConfig(patience=25, max_epochs=300),
-    "session": MaskConfig(**{**_VOXEL, "patience": 200, "max_epochs": 5000, "tolerance": 0.01}),
-    "paper-session": _paper(
-        lambda1=1e-2, lambda2=1.0, patience=200, max_epochs=5000, tolerance=0.01
-    ),
-}
-
-
-def mask_preset(name: str, **overrides: Any) -> MaskConfig:
-    """A preset by name, with fields replaced.
-
-    >>> mask_preset("session").patience
-    200
-    """
-    if name not in MASK_PRESETS:
-        raise ParameterError(
-            f"Unknown mask preset {name!r}; valid names: {', '.join(MASK_PRESETS)}"
-        )
-    return dataclasses.replace(MASK_PRESETS[name], **overrides) if overrides else MASK_PRESETS[name]

@@ -82,7 +82,8 @@ def grow_area(
     for stage, area in enumerate(cfg.areas):
         if stage > 0:
             step = copy.copy(explainer)  # the same score_scale
-            step.config = dataclasses.replace(cfg, area=area, larger_areas=())
+            epochs = cfg.larger_area_epochs or cfg.max_epochs
+            step.config = dataclasses.replace(cfg, area=area, larger_areas=(), max_epochs=epochs)
 
             def shifted(epoch: int, offset: int = offset) -> None:
                 if after_epoch is not None:
@@ -107,6 +108,9 @@ def grow_area(
         histories.append(result.history.assign(area=area))
         if probability < cfg.fooled_below:
             break
+        gain = cfg.larger_area_gain
+        if stage > 0 and gain > 0 and probability > (1 - gain) * tried[-2]["p_masked"]:
+            break  # this area barely helped: the next is not tried
     return dataclasses.replace(
         result,
         history=pd.concat(histories, ignore_index=True),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +114,8 @@ class GroupMaskOutputs:
     n_images: int
     n_validation: int
     validation_p_ad: float
+    #: each area tried (``area``, ``p_masked``, ``epochs``) when the mask grew past its first
+    areas_tried: list[dict[str, float | int]] = field(default_factory=list)
 
 
 def group_mask_job(
@@ -243,7 +245,9 @@ def _write_group_outputs(
     plot_mask(mask, grid, out / "mask.png", title=title)
     with atomic_path(out / "result.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
-    return GroupMaskOutputs(out, mask, result.history, len(train.sessions), n_validation, val_p)
+    return GroupMaskOutputs(
+        out, mask, result.history, len(train.sessions), n_validation, val_p, result.areas_tried
+    )
 
 
 def image_losses(

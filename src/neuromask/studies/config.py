@@ -30,7 +30,7 @@ from typing import Any
 
 from neuromask.config import ConfigError, from_mapping, read_toml, to_mapping
 from neuromask.explain import MaskConfig, mask_preset
-from neuromask.explain.config import MASK_PRESETS
+from neuromask.explain.presets import MASK_PRESETS
 from neuromask.train.config import (
     TrainConfig,
     train_config_from_mapping,
