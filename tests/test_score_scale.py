@@ -260,6 +260,9 @@ def test_larger_areas_follow_the_floor_with_its_factor(planted_model, tmp_path):
     first = result.history[result.history["area"] == 0.02]
     assert len(first) == result.areas_tried[0]["epochs"]
     assert not torch.equal(grown, floored)
+    # best_epoch is a row of the history (which holds the floored run, not the one before)
+    assert 0 <= result.best_epoch < len(result.history)
+    assert result.history.iloc[result.best_epoch]["area"] == 0.08
     seen: list[int] = []
     explainer = MeaningfulPerturbation(model, result.config, reference=HEALTHY)
     explainer.attribute(train, 1, validation=validation, after_epoch=seen.append)

@@ -78,7 +78,8 @@ def grow_area(
     cfg = explainer.config
     judged = validation if validation is not None else x
     result, histories, tried = first, [], []
-    best_epoch = int(first.best_epoch)  # type: ignore[arg-type]
+    # best_epoch is a row of the returned history, which holds the floored run only
+    best_epoch, rows = int(first.best_epoch), len(first.history)  # type: ignore[arg-type]
     for stage, area in enumerate(cfg.areas):
         if stage > 0:
             step = copy.copy(explainer)  # the same score_scale
@@ -98,8 +99,8 @@ def grow_area(
                 result = refine_group_mask(
                     step, result, x, target, validation, checkpoint=own, after_epoch=shifted
                 )
-            best_epoch = offset + int(result.best_epoch)  # type: ignore[arg-type]
-            offset += len(result.history)
+            best_epoch = rows + int(result.best_epoch)  # type: ignore[arg-type]
+            offset, rows = offset + len(result.history), rows + len(result.history)
         if stage == 0 and first.floor is not None and not first.floor["applied"]:
             probability = float(first.floor["p_target_without"])  # measured for the floor
         else:
