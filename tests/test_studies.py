@@ -198,6 +198,22 @@ def test_a_mask_table_may_name_a_preset_and_a_wrong_name_is_refused(tmp_path):
         load_study_config(bad)
 
 
+def test_settings_added_later_keep_the_mask_folders_of_earlier_studies():
+    """A study started before ``larger_area_epochs`` and ``larger_area_gain`` existed
+    names its mask folders as then (the keys below are those of the version before
+    them), so it resumes into them; any other value of either names a new folder."""
+    import dataclasses
+
+    from neuromask.explain import MaskConfig, mask_preset
+    from neuromask.studies.workspace import settings_key
+
+    assert settings_key(MaskConfig()) == "a3a99451bbc5"
+    assert settings_key(mask_preset("session")) == "9d401d816399"
+    assert settings_key(mask_preset("paper")) == "486b7d8529b0"
+    for change in ({"larger_area_epochs": 10}, {"larger_area_gain": 0.1}):
+        assert settings_key(dataclasses.replace(MaskConfig(), **change)) != "a3a99451bbc5"
+
+
 def test_session_similarity_arithmetic():
     index = pd.DataFrame(
         {

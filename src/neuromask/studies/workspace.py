@@ -30,10 +30,20 @@ from neuromask.studies.config import StudyConfig
 from neuromask.studies.engine import Job
 from neuromask.train.splits_io import read_split_folder
 
+#: Mask settings added after studies had named their masks' folders by their settings,
+#: each with the value at which it changes nothing: left out of the name there, so that
+#: a study started before they existed resumes into the folders it made.
+ADDED_SETTINGS = {"larger_area_epochs": 0, "larger_area_gain": 0.0}
+
 
 def settings_key(config: MaskConfig) -> str:
     """A short, stable name for a set of mask settings."""
-    text = json.dumps(to_mapping(config), sort_keys=True)
+    mapping = {
+        k: v
+        for k, v in to_mapping(config).items()
+        if k not in ADDED_SETTINGS or v != ADDED_SETTINGS[k]
+    }
+    text = json.dumps(mapping, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
