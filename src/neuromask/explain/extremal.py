@@ -71,8 +71,12 @@ def grow_area(
     if it was needed), if it brings the mean masked P(``target``) below
     ``config.fooled_below``; otherwise the mask at each larger area of ``config.areas``
     in turn, each with its fine stage when ``config.refines`` and with the score's
-    factor ``first`` was made with, until one does. ``offset``: the epochs already
-    reported to ``after_epoch``."""
+    factor ``first`` was made with, until one does. Each larger area's coarse stage runs
+    ``config.larger_area_epochs`` epochs (0: ``max_epochs``); with
+    ``config.larger_area_gain`` > 0 the ladder also stops after an area that lowered
+    the masked P(``target``) by less than that share of the previous area's. The mask
+    returned is the last one made. ``offset``: the epochs already reported to
+    ``after_epoch``."""
     from neuromask.explain.refine import refine_group_mask
 
     cfg = explainer.config
