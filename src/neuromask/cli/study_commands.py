@@ -144,10 +144,13 @@ def _print_plan(name, config, out, storage, device, workers) -> None:
         f"Estimated wall time with {workers} worker(s): {estimate.total_s / scale:.1f} {unit} "
         "(an upper bound where early stopping cuts masks or trainings short)."
     )
-    more = len(ws.config.mask.areas) - 1
+    mask = ws.config.mask
+    more = len(mask.areas) - 1
     if more:
+        fine = mask.refine_epochs if mask.refines else 0
+        later = (mask.larger_area_epochs or mask.max_epochs) + fine
         console.print(
             f"A group mask counts its first area only: one that does not fool its CNN "
             f"there tries up to {more} larger area(s) (mask setting larger_areas), each "
-            "about as long."
+            f"of up to {later} epochs against the first area's {mask.max_epochs + fine}."
         )
