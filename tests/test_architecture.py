@@ -111,6 +111,23 @@ def test_modules_and_functions_stay_short():
 LONG_ON_PURPOSE: set[tuple[str, str]] = set()
 
 
+@pytest.mark.parametrize("name", ["MASK_PRESETS", "PAPER_SIZE_EPSILON", "mask_preset"])
+def test_names_moved_out_of_a_module_still_import_from_it_and_warn(name):
+    """The presets left neuromask.explain.config for neuromask.explain.presets."""
+    from neuromask.explain import config, presets
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = getattr(config, name)
+    assert value is getattr(presets, name)
+    assert any(
+        issubclass(w.category, DeprecationWarning) and "neuromask.explain.presets" in str(w.message)
+        for w in caught
+    )
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        config.nothing  # noqa: B018
+
+
 @pytest.mark.parametrize("old", sorted(FORWARDERS))
 def test_old_import_paths_still_work_and_warn(old):
     name = "neuromask." + old.replace("/", ".")

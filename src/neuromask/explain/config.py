@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 from neuromask.errors import ParameterError
 
@@ -268,3 +270,21 @@ class MaskConfig:
             )
         if not 0 < self.keep_above <= 1:
             raise bad("keep_above", "in (0, 1]")
+
+
+#: Names that moved to :mod:`neuromask.explain.presets` (round 16); the old path warns.
+_MOVED = ("MASK_PRESETS", "PAPER_SIZE_EPSILON", "mask_preset")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"neuromask.explain.config.{name} has moved to neuromask.explain.presets; import it "
+        "from there (the old path will be removed in a future release).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    from neuromask.explain import presets
+
+    return getattr(presets, name)
