@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
-from typing import Any
 
+from neuromask._moved import forward_names
 from neuromask.errors import ParameterError
 
 SCORES = ("probability", "log_probability", "logit", "margin")
@@ -273,18 +272,6 @@ class MaskConfig:
 
 
 #: Names that moved to :mod:`neuromask.explain.presets` (round 16); the old path warns.
-_MOVED = ("MASK_PRESETS", "PAPER_SIZE_EPSILON", "mask_preset")
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"neuromask.explain.config.{name} has moved to neuromask.explain.presets; import it "
-        "from there (the old path will be removed in a future release).",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    from neuromask.explain import presets
-
-    return getattr(presets, name)
+__getattr__ = forward_names(
+    __name__, "neuromask.explain.presets", ("MASK_PRESETS", "PAPER_SIZE_EPSILON", "mask_preset")
+)
