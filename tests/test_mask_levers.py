@@ -241,8 +241,11 @@ def test_presets_are_pinned():
     assert dataclasses.replace(mu, area=0.02, reference="healthy") == coarse
     sufficient = mask_preset("group-sufficient")
     assert group.larger_areas == (0.03, 0.04, 0.06)  # round 15
+    assert group.larger_area_epochs == 10  # round 17
     assert sufficient.larger_areas == (0.04, 0.08)
-    assert dataclasses.replace(sufficient, larger_areas=()) == coarse
+    # round 5's preset: every area for up to its 40 epochs
+    assert sufficient.larger_area_epochs == 0 and sufficient.larger_area_max_epochs == 40
+    assert dataclasses.replace(sufficient, larger_areas=(), larger_area_epochs=10) == coarse
     assert sufficient.fooled_below == 0.05
     wide = mask_preset("group-wide")  # round 8's defaults
     assert (wide.refine_below, wide.refine_dilation) == (0.95, 1)

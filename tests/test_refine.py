@@ -216,6 +216,24 @@ def test_larger_areas_take_their_own_epochs_and_stop_when_they_barely_help(plant
     assert torch.equal(masks, full_masks)
 
 
+def test_larger_areas_run_at_most_max_epochs(planted_model):
+    """The default ``larger_area_epochs`` (10, round 17) is capped by ``max_epochs``: a
+    mask of 3 epochs per area does not run 10 at each larger area; 0 means
+    ``max_epochs``."""
+    assert MaskConfig().larger_area_max_epochs == 10
+    assert MaskConfig(larger_area_epochs=0).larger_area_max_epochs == 20
+    assert MaskConfig(max_epochs=4).larger_area_max_epochs == 4
+    model, train, validation = planted_model
+    config = dataclasses.replace(
+        CONFIG, area=0.02, larger_areas=(0.04,), fooled_below=1e-9, max_epochs=3,
+        patience=3, refine_epochs=0, larger_area_epochs=10,
+    )  # fmt: skip
+    _, result = MeaningfulPerturbation(model, config, reference=healthy_sessions()).attribute(
+        train, 1, validation=validation
+    )
+    assert [row["epochs"] for row in result.areas_tried] == [3, 3]
+
+
 def test_a_ladder_that_stops_at_its_first_area_gives_the_mask_without_it(planted_model, tmp_path):
     """When the first area's mask (with its fine stage) already fools the CNN, the
     ladder changes nothing: the same mask, bit for bit, as without ``larger_areas``. An

@@ -30,8 +30,9 @@ def test_plan_lists_jobs_marks_done_ones_and_caches_its_calibration(tiny_trainin
     assert "Estimated wall time with 1 worker(s)" in text
     assert "tries up to 3 larger area(s)" in text  # the default ladder, not counted
     mask = load_study_config(config)[0].mask
-    epochs = mask.max_epochs + mask.refine_epochs
-    assert f"each of up to {epochs} epochs against the first area's {epochs}." in text
+    first = mask.max_epochs + mask.refine_epochs
+    later = min(mask.larger_area_epochs or mask.max_epochs, mask.max_epochs) + mask.refine_epochs
+    assert f"each of up to {later} epochs against the first area's {first}." in text
     assert not (out / "models").exists()  # nothing ran
     calibration = json.loads((out / "plan_calibration.json").read_text())["unit"]
     assert calibration["train_step"] > 0 and calibration["infer_image"] > 0

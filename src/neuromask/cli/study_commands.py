@@ -148,7 +148,7 @@ def _print_plan(name, config, out, storage, device, workers) -> None:
     more = len(mask.areas) - 1
     if more:
         fine = mask.refine_epochs if mask.refines else 0
-        later = (mask.larger_area_epochs or mask.max_epochs) + fine
+        later = mask.larger_area_max_epochs + fine
         console.print(
             f"A group mask counts its first area only: one that does not fool its CNN "
             f"there tries up to {more} larger area(s) (mask setting larger_areas), each "

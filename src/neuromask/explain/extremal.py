@@ -72,7 +72,8 @@ def grow_area(
     ``config.fooled_below``; otherwise the mask at each larger area of ``config.areas``
     in turn, each with its fine stage when ``config.refines`` and with the score's
     factor ``first`` was made with, until one does. Each larger area's coarse stage runs
-    ``config.larger_area_epochs`` epochs (0: ``max_epochs``); with
+    ``config.larger_area_max_epochs`` epochs (``larger_area_epochs``, at most
+    ``max_epochs``); with
     ``config.larger_area_gain`` > 0 the ladder also stops after an area that lowered
     the masked P(``target``) by less than that share of the previous area's. The mask
     returned is the last one made. ``offset``: the epochs already reported to
@@ -87,7 +88,7 @@ def grow_area(
     for stage, area in enumerate(cfg.areas):
         if stage > 0:
             step = copy.copy(explainer)  # the same score_scale
-            epochs = cfg.larger_area_epochs or cfg.max_epochs
+            epochs = cfg.larger_area_max_epochs
             step.config = dataclasses.replace(cfg, area=area, larger_areas=(), max_epochs=epochs)
 
             def shifted(epoch: int, offset: int = offset) -> None:
