@@ -64,3 +64,33 @@ def test_code_passes_the_linter():
     ruff = shutil.which("ruff") or str(ROOT / ".venv/bin/ruff")
     proc = subprocess.run([ruff, "check", "src", "tests"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_readme_mask_settings_table_gives_the_defaults():
+    """The README's table of mask settings ("The settings, all in `--config` TOML files
+    and `MaskConfig`") gives each setting's default as ``MaskConfig`` has it."""
+    import dataclasses
+    import json
+
+    from neuromask.explain import MaskConfig
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("| setting | default | what it does |", readme.index("MaskConfig`:"))
+    table = readme[start : readme.index("\n\n", start)].splitlines()[2:]
+    defaults = {f.name: getattr(MaskConfig(), f.name) for f in dataclasses.fields(MaskConfig)}
+    rows = [re.match(r"\| `(\w+)` \| ([^|]+?) \|", line) for line in table]
+    assert all(rows), "every row names a setting and its default"
+    seen = set()
+    for row in rows:
+        name, text = row.group(1), row.group(2).strip("` ")
+        assert name in defaults, f"README table: {name} is not a MaskConfig setting"
+        default = defaults[name]
+        if isinstance(default, tuple):
+            value: object = tuple(json.loads(text))
+        elif isinstance(default, str):
+            value = text
+        else:
+            value = type(default)(float(text))
+        assert value == default, f"README table: {name} = {text}, MaskConfig: {default}"
+        seen.add(name)
+    assert {"area", "max_epochs", "larger_areas", "larger_area_epochs"} <= seen
