@@ -243,6 +243,28 @@ def test_session_masks_and_rerun(tiny_model, tiny_training, settings, tmp_path):
     assert code == 0 and f"{len(index)} kept from an earlier run" in output
 
 
+def test_session_masks_under_the_area_constraint(tiny_model, tiny_training, tmp_path):
+    """``--preset session-area`` masks each session with the group defaults' area
+    constraint and healthy reference: the job records them, and each mask restores
+    about 2 % of the brain (the constraint is a penalty, so not exactly)."""
+    t = tiny_training
+    short = tmp_path / "short.toml"
+    short.write_text("max_epochs = 8\n")
+    out = tmp_path / "area"
+    code, output = run(
+        "mask", "session", tiny_model, t["caps"], t["split"] / "test.tsv", out,
+        "--preset", "session-area", "--config", short, "--quiet",
+    )  # fmt: skip
+    assert code == 0, output
+    index = pd.read_csv(out / "index.tsv", sep="\t")
+    assert len(index) > 0 and (index["epochs"] <= 8).all()
+    for name in index["mask_file"]:
+        job = json.loads((out / name.replace(".nii.gz", ".json")).read_text())["Job"]["mask"]
+        assert (job["area"], job["upsample"], job["reference"]) == (0.02, 2, "healthy")
+        m = np.asarray(nib.load(out / name).dataobj)
+        assert 0 < (m < 0.5).mean() < 0.1  # a region, neither nothing nor the brain
+
+
 def test_mask_errors(tiny_model, tiny_training, settings, tmp_path):
     t = tiny_training
     train = pd.read_csv(t["split"] / "split-0" / "train.tsv", sep="\t")

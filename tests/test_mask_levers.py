@@ -551,3 +551,18 @@ def test_bfloat16_masks_keep_float32_state_and_follow_the_float32_gradient(plant
     assert deletion[block].mean() > 3 * deletion[~block].mean()
     with pytest.raises(ParameterError, match="precision must be one of float32, bfloat16"):
         MaskConfig(precision="half")
+
+
+def test_session_area_preset_is_the_group_defaults_coarse_stage():
+    """``session-area`` (round 17) is the group defaults' coarse stage, for at most their
+    30 epochs: area 2 %, the coarse lattice, the healthy reference; no stage that session
+    masks lack. A change of the defaults it was measured with fails here."""
+    preset = mask_preset("session-area")
+    assert (preset.area, preset.upsample, preset.reference) == (0.02, 2, "healthy")
+    assert preset.areas == (0.02,) and not preset.refines
+    expected = dataclasses.replace(
+        MaskConfig(), max_epochs=30, larger_areas=(), refine_epochs=0, halo_sigma=0.0,
+        trace_depth=0.0,
+    )  # fmt: skip
+    assert preset == expected
+    assert (preset.lambda2, preset.score_normalisation, preset.patience) == (1e-4, "floor", 5)
