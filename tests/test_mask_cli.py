@@ -263,6 +263,19 @@ def test_session_masks_under_the_area_constraint(tiny_model, tiny_training, tmp_
         assert (job["area"], job["upsample"], job["reference"]) == (0.02, 2, "healthy")
         m = np.asarray(nib.load(out / name).dataobj)
         assert 0 < (m < 0.5).mean() < 0.1  # a region, neither nothing nor the brain
+    # masks that barely perturb (one epoch, 0.1 %) leave the CNN unfooled, and it says so
+    weak = tmp_path / "weak.toml"
+    weak.write_text("max_epochs = 1\narea = 0.001\n")
+    code, output = run(
+        "mask", "session", tiny_model, t["caps"], t["split"] / "test.tsv", tmp_path / "weak",
+        "--preset", "session-area", "--config", weak,
+    )  # fmt: skip
+    assert code == 0, output
+    unfooled = (pd.read_csv(tmp_path / "weak" / "index.tsv", sep="\t")["p_ad_after"] >= 0.5).sum()
+    assert unfooled > 0
+    assert f"{unfooled} of {len(index)} session masks did not fool the CNN" in " ".join(
+        output.split()
+    )
 
 
 def test_mask_errors(tiny_model, tiny_training, settings, tmp_path):

@@ -299,7 +299,7 @@ BATCH_SIZE = _BatchSize()
     help="session: the paper's early stopping with the group defaults' weights; "
     "session-area: the group defaults' coarse mask on each session (2 % of the brain "
     "restored to healthy tissue, at most 30 epochs), which localised better in a quarter "
-    "of the time (round 17); "
+    "of the time where it fools the CNN, but did not fool the demo's weak CNN (round 17); "
     "paper-session: the paper's method exactly, its group weights times 100.",
 )
 @_common
@@ -328,7 +328,7 @@ def session(
     P(AD) before and after masking). Rerun the same
     command after an interruption: finished sessions are kept.
     """
-    from neuromask.jobs.masks import session_mask_job
+    from neuromask.jobs.masks import UNFOOLED, session_mask_job
 
     config = _mask_config(preset, config_path)
     if batch_size is not None:
@@ -348,3 +348,12 @@ def session(
     print_table(
         result.index[columns], title=f"Session masks ({result.skipped} kept from an earlier run)"
     )
+    unfooled = result.index[result.index["p_ad_after"] >= UNFOOLED]
+    if len(unfooled):
+        console.print(
+            f"[yellow]{len(unfooled)} of {len(result.index)} session masks did not fool the "
+            f"CNN (P(AD) {UNFOOLED} or more after masking; p_ad_after in index.tsv): their "
+            "shape comes from the size and smoothness terms more than from the CNN. More "
+            "epochs (max_epochs) or, under the area constraint, a larger area (area) perturb "
+            "more.[/yellow]"
+        )
