@@ -71,11 +71,11 @@ class MaskConfig:
       exactly as it was (docs/mask_levers.md, round 15). Session masks ignore it.
       Each larger area starts from the previous area's coarse mask, and its coarse
       stage runs ``larger_area_epochs = 10`` epochs (at most ``max_epochs``; 0:
-      ``max_epochs``); its fine stage is unchanged. On four cohorts no setting had run on, 10 epochs kept the masks'
-      scores within the rule's margins at 0.75 of the ladder's time (round 17). With
-      ``larger_area_gain`` > 0 the ladder also stops, keeping the last mask made, when
-      an area lowered the masked P(target) by less than that share of the previous
-      area's (round 16).
+      ``max_epochs``); its fine stage is unchanged. On four cohorts no setting had run
+      on, 10 epochs kept the masks' scores within the rule's margins at 0.75 of the
+      ladder's time (round 17). With ``larger_area_gain`` > 0 the ladder also stops,
+      keeping the last mask made, when an area lowered the masked P(target) by less
+      than that share of the previous area's (round 16).
 
     On reserved synthetic cohorts (``benchmarks/mask_levers.py``, ``docs/mask_levers.md``)
     the voxel-level mask (preset ``voxel``) fooled the CNN with scattered voxels
