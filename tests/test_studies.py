@@ -88,6 +88,32 @@ def test_session_tables(finished_study):
     )
 
 
+def test_the_session_study_says_how_many_masks_did_not_fool_the_cnn(finished_study, monkeypatch):
+    """`neuromask study session` warns, as `mask session` does, when session masks
+    leave P(AD) at 0.5 or more, and counts them; the tiny study's masks all fool their
+    CNN, so a rerun with a lower bar shows the warning."""
+    import neuromask.jobs.masks as mask_jobs
+    from neuromask.jobs.masks import unfooled_sessions_message
+
+    assert unfooled_sessions_message(pd.Series([0.01, 0.2])) is None
+    message = unfooled_sessions_message(pd.Series([0.01, 0.7, 0.5]))
+    assert message is not None and message.startswith("2 of 3 session masks did not fool")
+    masks = pd.read_csv(finished_study["out"] / "session" / "masks.tsv", sep="\t")
+    expected = unfooled_sessions_message(masks["p_ad_after"])
+    output = " ".join(finished_study["output"].split())
+    assert ("session masks did not fool the CNN" in output) == (expected is not None)
+    if expected is not None:
+        assert " ".join(expected.split()[:6]) in output
+    monkeypatch.setattr(mask_jobs, "UNFOOLED", float(masks["p_ad_after"].min()))
+    code, output = run(
+        "study", "session", "--config", finished_study["config"], "--out",
+        finished_study["out"], "-q",
+    )  # fmt: skip
+    assert code == 0, output
+    n = len(masks)
+    assert f"{n} of {n} session masks did not fool the CNN" in " ".join(output.split())
+
+
 def test_rerun_redoes_no_job(finished_study):
     out = finished_study["out"]
     before = (out / "cnn" / "balanced_accuracy.tsv").read_text()

@@ -328,7 +328,7 @@ def session(
     P(AD) before and after masking). Rerun the same
     command after an interruption: finished sessions are kept.
     """
-    from neuromask.jobs.masks import UNFOOLED, session_mask_job
+    from neuromask.jobs.masks import session_mask_job, unfooled_sessions_message
 
     config = _mask_config(preset, config_path)
     if batch_size is not None:
@@ -348,12 +348,6 @@ def session(
     print_table(
         result.index[columns], title=f"Session masks ({result.skipped} kept from an earlier run)"
     )
-    unfooled = result.index[result.index["p_ad_after"] >= UNFOOLED]
-    if len(unfooled):
-        console.print(
-            f"[yellow]{len(unfooled)} of {len(result.index)} session masks did not fool the "
-            f"CNN (P(AD) {UNFOOLED} or more after masking; p_ad_after in index.tsv): their "
-            "shape comes from the size and smoothness terms more than from the CNN. More "
-            "epochs (max_epochs) or, under the area constraint, a larger area (area) perturb "
-            "more.[/yellow]"
-        )
+    message = unfooled_sessions_message(result.index["p_ad_after"])
+    if message:
+        console.print(f"[yellow]{message}[/yellow]")

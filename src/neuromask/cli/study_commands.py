@@ -110,6 +110,12 @@ def study(
             if table_name == "masks" or table_name.endswith("_runs"):
                 continue
             print_table(table, title=f"{study_name}: {table_name}")
+        if study_name == "session" and "masks" in tables:
+            from neuromask.jobs.masks import unfooled_sessions_message
+
+            message = unfooled_sessions_message(tables["masks"]["p_ad_after"])
+            if message:
+                console.print(f"[yellow]{message}[/yellow]")
         console.print(f"Tables in {out / study_name}/")
 
 

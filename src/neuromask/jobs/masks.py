@@ -102,8 +102,23 @@ def _explainer(
 
 
 #: A group mask whose masked validation P(AD) stays at this or above has not fooled its
-#: CNN (`mask group` and the demo say so).
+#: CNN (`mask group` and the demo say so); so for a session mask and its session's P(AD)
+#: after masking (`mask session` and the session study say so).
 UNFOOLED = 0.5
+
+
+def unfooled_sessions_message(p_ad_after: pd.Series) -> str | None:
+    """What to tell a user whose session masks (their P(AD) after masking) include some
+    that did not fool the CNN; None when every mask did."""
+    unfooled = int((p_ad_after >= UNFOOLED).sum())
+    if not unfooled:
+        return None
+    return (
+        f"{unfooled} of {len(p_ad_after)} session masks did not fool the CNN (P(AD) "
+        f"{UNFOOLED} or more after masking; p_ad_after in their index.tsv): their shape "
+        "comes from the size and smoothness terms more than from the CNN. More epochs "
+        "(max_epochs) or, under the area constraint, a larger area (area) perturb more."
+    )
 
 
 @dataclass
