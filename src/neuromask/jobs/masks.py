@@ -116,8 +116,10 @@ def unfooled_sessions_message(p_ad_after: pd.Series) -> str | None:
     return (
         f"{unfooled} of {len(p_ad_after)} session masks did not fool the CNN (P(AD) "
         f"{UNFOOLED} or more after masking; p_ad_after in their index.tsv): their shape "
-        "comes from the size and smoothness terms more than from the CNN. More epochs "
-        "(max_epochs) or, under the area constraint, a larger area (area) perturb more."
+        "comes from the size and smoothness terms more than from the CNN. The session "
+        "preset (voxel-level, mu = 1) fooled every CNN measured; under the area "
+        "constraint, larger areas (4 and 6 %) did not fool the demo's weak CNN "
+        "(docs/mask_levers.md, round 17)."
     )
 
 
