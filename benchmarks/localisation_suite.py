@@ -177,19 +177,24 @@ def mask(folder: Path, label: str) -> tuple[Path, float]:
     return out, float(timing.read_text())
 
 
-def reliance(trained, folder: Path, x, truth, atlas) -> dict[str, float]:
+def reliance(
+    trained, folder: Path, x, truth, atlas, caps: Path | None = None, train: Path | None = None
+) -> dict[str, float]:
     """Does the CNN rely on the truth? Mean P(AD) of the scored AD sessions as they are,
     with their truly atrophied voxels taken from a CN session of the training set (drawn
     at random, seed 0), and with every other voxel taken from it. Only a CNN whose P(AD)
     falls in the first case and holds in the second can be explained by the truth. (A
     swap with real CN sessions, not with their mean: the mean map is smoother than any
-    session, and these CNNs do not call it healthy where it replaces a region.)"""
+    session, and these CNNs do not call it healthy where it replaces a region.) The CN
+    sessions come from ``train`` of ``caps`` (by default ``folder``'s split 0 and CAPS,
+    the suite's layout)."""
     import torch
 
     from neuromask.jobs.trained_model import _sessions_of
     from neuromask.models.inference import class_probabilities
 
-    caps, train = folder / "synth" / "caps", folder / "split" / "split-0" / "train.tsv"
+    caps = caps or folder / "synth" / "caps"
+    train = train or folder / "split" / "split-0" / "train.tsv"
     _, _, cn = _sessions_of(trained.record, caps, train, "CN", "no CN session", None, False)
     cn = torch.as_tensor(np.asarray(cn, dtype=np.float32)).reshape(-1, *x.shape[1:])
     donors = cn[torch.randint(len(cn), (len(x),), generator=torch.Generator().manual_seed(0))]
