@@ -245,7 +245,10 @@ def test_presets_are_pinned():
     assert sufficient.larger_areas == (0.04, 0.08)
     # round 5's preset: every area for up to its 40 epochs
     assert sufficient.larger_area_epochs == 0 and sufficient.larger_area_max_epochs == 40
-    assert dataclasses.replace(sufficient, larger_areas=(), larger_area_epochs=10) == coarse
+    assert group.larger_area_skip_above == 0.1  # round 18
+    assert sufficient.larger_area_skip_above == 0.0  # every area, as round 5 measured
+    unladdered = {"larger_areas": (), "larger_area_epochs": 10, "larger_area_skip_above": 0.1}
+    assert dataclasses.replace(sufficient, **unladdered) == coarse
     assert sufficient.fooled_below == 0.05
     wide = mask_preset("group-wide")  # round 8's defaults
     assert (wide.refine_below, wide.refine_dilation) == (0.95, 1)
@@ -305,7 +308,7 @@ PAPER = {
     "trace_depth": 0.0,
 }
 #: Fields that do nothing in the paper's setting (the margin hinge, the area weight,
-#: the bar, epochs and least gain of a growing area, the fine stage's dilation, smoothness weight, area and
+#: the bar, epochs, least gain and skip of a growing area, the fine stage's dilation, smoothness weight, area and
 #: smallest component, the normalised score's gradient mass).
 INERT = {
     "margin",
@@ -313,6 +316,7 @@ INERT = {
     "fooled_below",
     "larger_area_epochs",
     "larger_area_gain",
+    "larger_area_skip_above",
     "refine_dilation",
     "refine_lambda2",
     "refine_area",
@@ -500,6 +504,7 @@ def test_the_area_grows_until_the_mask_fools_the_cnn_and_resumes(planted_model, 
         batch_size=4,
         refine_epochs=0,
         score_normalisation="none",
+        larger_area_skip_above=0.0,
     )
     sessions = healthy_sessions()
     never = dataclasses.replace(base, larger_areas=(0.03, 0.06), fooled_below=1e-9)

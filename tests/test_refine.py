@@ -26,9 +26,11 @@ from neuromask.explain.refine import (
 
 #: Without the gradient trace, which would take up to 1 % more from the kept voxels
 #: (tests/test_gradient_trace.py).
+#: (ladders here climb every area: the skip is tested on its own)
 CONFIG = MaskConfig(
-    area=0.06, max_epochs=6, patience=6, batch_size=4, refine_epochs=6, trace_depth=0.0
-)
+    area=0.06, max_epochs=6, patience=6, batch_size=4, refine_epochs=6, trace_depth=0.0,
+    larger_area_skip_above=0.0,
+)  # fmt: skip
 
 
 def block() -> np.ndarray:
@@ -132,6 +134,9 @@ def test_fine_stage_resumes_to_the_same_mask(planted_model, tmp_path):
         ({"larger_area_gain": 1.0}, r"larger_area_gain must be in \[0, 1\)"),
         ({"larger_area_gain": -0.1}, "larger_area_gain must be in"),
         ({"larger_area_gain": float("nan")}, "larger_area_gain must be in"),
+        ({"larger_area_skip_above": 1.5}, r"larger_area_skip_above must be in \[0, 1\]"),
+        ({"larger_area_skip_above": -0.1}, "larger_area_skip_above must be in"),
+        ({"larger_area_skip_above": float("inf")}, "larger_area_skip_above must be in"),
     ],
 )
 def test_refine_settings_are_checked(fields, message):
@@ -214,6 +219,53 @@ def test_larger_areas_take_their_own_epochs_and_stop_when_they_barely_help(plant
         train, 1, validation=validation
     )
     assert torch.equal(masks, full_masks)
+
+
+def test_an_area_far_from_fooling_skips_the_next(planted_model, tmp_path):
+    """``larger_area_skip_above`` (round 18): after an area that leaves the masked P(AD)
+    at that or more, the area after next is tried, not the next; the last area is never
+    skipped. The skipped ladder gives, bit for bit, the mask of a ladder without the
+    skipped area, and resumes to it after an interruption."""
+    from neuromask.explain.extremal import next_stage
+    from test_mask_levers import interrupted_and_resumed
+
+    model, train, validation = planted_model
+    sessions = healthy_sessions()
+    config = dataclasses.replace(
+        CONFIG, area=0.02, larger_areas=(0.04, 0.08), fooled_below=1e-9, max_epochs=3,
+        patience=3, refine_epochs=2, larger_area_epochs=2,
+    )  # fmt: skip
+    _, full = MeaningfulPerturbation(model, config, reference=sessions).attribute(
+        train, 1, validation=validation
+    )
+    p = [row["p_masked"] for row in full.areas_tried]
+    assert [row["area"] for row in full.areas_tried] == [0.02, 0.04, 0.08]
+    assert p[1] < p[0]
+    # a bar between 4 %'s and 2 %'s P(AD): 2 % is far from fooled, 4 % is skipped
+    skipping = dataclasses.replace(config, larger_area_skip_above=(p[0] + p[1]) / 2)
+    explainer = MeaningfulPerturbation(model, skipping, reference=sessions)
+    masks, result = explainer.attribute(train, 1, validation=validation)
+    assert [row["area"] for row in result.areas_tried] == [0.02, 0.08]
+    assert result.areas_tried[0] == full.areas_tried[0]
+    without = dataclasses.replace(config, larger_areas=(0.08,))
+    direct, _ = MeaningfulPerturbation(model, without, reference=sessions).attribute(
+        train, 1, validation=validation
+    )
+    assert torch.equal(masks, direct)
+    # interrupted in the 8 % area's coarse stage (epoch 7 overall), resumed: the same
+    resumed = interrupted_and_resumed(explainer, train, validation, tmp_path, 7)
+    assert torch.equal(masks, resumed)
+    # a bar above 2 %'s P(AD) skips nothing
+    high = dataclasses.replace(config, larger_area_skip_above=min(1.0, p[0] + 1e-3))
+    _, result = MeaningfulPerturbation(model, high, reference=sessions).attribute(
+        train, 1, validation=validation
+    )
+    assert [row["area"] for row in result.areas_tried] == [0.02, 0.04, 0.08]
+    # the rule itself: the last area is never skipped, 0 never skips
+    ladder = MaskConfig()  # 2, 3, 4, 6 %, skip at 0.1
+    assert [next_stage(ladder, s, 0.5) for s in range(4)] == [2, 3, 3, 4]
+    assert [next_stage(ladder, s, 0.09) for s in range(4)] == [1, 2, 3, 4]
+    assert next_stage(dataclasses.replace(ladder, larger_area_skip_above=0.0), 0, 1.0) == 1
 
 
 def test_larger_areas_run_at_most_max_epochs(planted_model):

@@ -225,21 +225,30 @@ def test_a_mask_table_may_name_a_preset_and_a_wrong_name_is_refused(tmp_path):
 
 
 def test_settings_added_later_keep_the_mask_folders_of_earlier_studies():
-    """A study started before ``larger_area_epochs`` and ``larger_area_gain`` existed
+    """A study started before ``larger_area_epochs``, ``larger_area_gain`` and
+    ``larger_area_skip_above`` existed
     names its mask folders as then (the keys below are those of the version before
-    them), so it resumes into them; any other value of either names a new folder, but
+    them), so it resumes into them; any other value of any names a new folder, but
     only for masks with larger areas: the settings act on nothing else."""
     import dataclasses
 
     from neuromask.explain import MaskConfig, mask_preset
     from neuromask.studies.workspace import settings_key
 
-    before = dataclasses.replace(MaskConfig(), larger_area_epochs=0)  # round 16's defaults
+    round_17 = dataclasses.replace(MaskConfig(), larger_area_skip_above=0.0)
+    before = dataclasses.replace(round_17, larger_area_epochs=0)  # round 16's defaults
     assert settings_key(before) == "a3a99451bbc5"
-    assert settings_key(MaskConfig()) == "16ba5445594a"  # round 17: larger_area_epochs 10
+    assert settings_key(round_17) == "16ba5445594a"  # round 17: larger_area_epochs 10
+    assert settings_key(MaskConfig()) == "2373eba75b1b"  # round 18: the skip at 0.1
+    assert settings_key(mask_preset("group-sufficient")) == "7b743542330d"  # unchanged
     assert settings_key(mask_preset("session")) == "9d401d816399"
     assert settings_key(mask_preset("paper")) == "486b7d8529b0"
-    for change in ({"larger_area_epochs": 5}, {"larger_area_gain": 0.1}):
+    changes = (
+        {"larger_area_epochs": 5},
+        {"larger_area_gain": 0.1},
+        {"larger_area_skip_above": 0.2},
+    )
+    for change in changes:
         assert settings_key(dataclasses.replace(before, **change)) != "a3a99451bbc5"
         for one_area in (mask_preset("session"), mask_preset("paper"), mask_preset("voxel")):
             key = settings_key(one_area)

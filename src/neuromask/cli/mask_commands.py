@@ -41,7 +41,7 @@ _COMMON = [
         "score_gradient, floor_above, halo_sigma, halo_depth, trace_depth, jitter, reference, "
         "step_scaling, precision, max_epochs, patience, tolerance, batch_size, "
         "restrict_to_brain, seed, size_epsilon, keep_above, larger_areas, fooled_below, "
-        "larger_area_epochs, larger_area_gain; "
+        "larger_area_epochs, larger_area_gain, larger_area_skip_above; "
         "see the "
         "README) applied on top of the preset.",
     ),
@@ -103,7 +103,8 @@ def _add_group_inputs(f, default_preset: str):
             "upsampled, that restores 2 % of the brain to healthy tissue, max(X, a CN "
             "training session); logit; at most 20 epochs; then at most 10 epochs of a mask "
             "at the images' resolution inside its region; both again at 3, 4 and 6 % (each "
-            "larger area's coarse stage at most 10 epochs) while the mask does not fool its "
+            "larger area's coarse stage at most 10 epochs; the next area skipped after one "
+            "that leaves P(AD) at 0.1 or more) while the mask does not fool its "
             "CNN; then the halo and the gradient "
             "trace, which rank the kept voxels by nearness to the deleted ones and by the "
             "CNN's gradient); group-coarse: the coarse mask "

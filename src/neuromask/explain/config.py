@@ -75,7 +75,11 @@ class MaskConfig:
       on, 10 epochs kept the masks' scores within the rule's margins at 0.75 of the
       ladder's time (round 17). With ``larger_area_gain`` > 0 the ladder also stops,
       keeping the last mask made, when an area lowered the masked P(target) by less
-      than that share of the previous area's (round 16).
+      than that share of the previous area's (round 16). An area that leaves the masked
+      P(target) at ``larger_area_skip_above = 0.1`` or more (twice ``fooled_below``) is
+      followed by the area after next, not the next (the last area is never skipped;
+      0: never skip): 2, 4, 6 % for a mask far from fooled, 2, 3 % for one that nearly
+      fools (round 18; docs/mask_levers.md).
 
     On reserved synthetic cohorts (``benchmarks/mask_levers.py``, ``docs/mask_levers.md``)
     the voxel-level mask (preset ``voxel``) fooled the CNN with scattered voxels
@@ -166,6 +170,7 @@ class MaskConfig:
     fooled_below: float = 0.05
     larger_area_epochs: int = 10
     larger_area_gain: float = 0.0
+    larger_area_skip_above: float = 0.1
     precision: str = "float32"
     refine_epochs: int = 10
     refine_dilation: int = 2
@@ -236,6 +241,9 @@ class MaskConfig:
             raise bad("larger_area_epochs", ">= 0 (0: max_epochs at every area)")
         if not (math.isfinite(self.larger_area_gain) and 0 <= self.larger_area_gain < 1):
             raise bad("larger_area_gain", "in [0, 1) (0: the ladder stops only when fooled)")
+        skip = self.larger_area_skip_above
+        if not (math.isfinite(skip) and 0 <= skip <= 1):
+            raise bad("larger_area_skip_above", "in [0, 1] (0: the ladder never skips an area)")
         if self.refine_epochs < 0:
             raise bad("refine_epochs", ">= 0 (0: no fine stage)")
         if self.refine_dilation < 0:

@@ -8,7 +8,9 @@ the validation images (the training images without a validation set) below
 ``config.fooled_below``, the next area is trained, starting from the mask found so far
 (its coarse variables, with a fresh optimiser), and so on. The first sufficient mask is
 the result, or the largest area's when none suffices. The defaults try 2, 3, 4 and 6 %
-(round 15).
+(round 15), and skip the next area after one that leaves the masked P(target) at
+``config.larger_area_skip_above`` (0.1) or more: a mask far from fooled climbs 2, 4,
+6 %, one that nearly fools 2, 3 % (round 18).
 
 With the fine stage on (``config.refines``), every area gets it before it is judged:
 what decides is the mask the user gets, not the coarse one. The coarse mask alone did
@@ -44,6 +46,7 @@ import torch
 from neuromask.explain.group import optimise_group_mask
 
 if TYPE_CHECKING:
+    from neuromask.explain.config import MaskConfig
     from neuromask.explain.perturbation import MeaningfulPerturbation, PerturbationResult
 
 
@@ -54,6 +57,17 @@ def stage_checkpoint(checkpoint: str | os.PathLike[str] | None, stage: str) -> P
         return None
     path = Path(checkpoint)
     return path.with_name(f"{path.stem}.{stage}{path.suffix}")
+
+
+def next_stage(cfg: MaskConfig, stage: int, probability: float) -> int:
+    """The index in ``cfg.areas`` of the area tried after area ``stage`` left the masked
+    P(target) at ``probability`` (not fooled): the next, or the one after it when
+    ``probability`` is at least ``cfg.larger_area_skip_above`` (> 0) and that one exists.
+    ``len(cfg.areas)`` when none is left."""
+    skip = cfg.larger_area_skip_above
+    if skip > 0 and probability >= skip and stage + 2 < len(cfg.areas):
+        return stage + 2
+    return stage + 1
 
 
 def grow_area(
@@ -75,8 +89,9 @@ def grow_area(
     ``config.larger_area_max_epochs`` epochs (``larger_area_epochs``, at most
     ``max_epochs``); with
     ``config.larger_area_gain`` > 0 the ladder also stops after an area that lowered
-    the masked P(``target``) by less than that share of the previous area's. The mask
-    returned is the last one made. ``offset``: the epochs already reported to
+    the masked P(``target``) by less than that share of the previous area's. After an
+    area that leaves it at ``config.larger_area_skip_above`` (> 0) or more, the area
+    after next is tried (:func:`next_stage`). The mask returned is the last one made. ``offset``: the epochs already reported to
     ``after_epoch``."""
     from neuromask.explain.refine import refine_group_mask
 
@@ -85,7 +100,9 @@ def grow_area(
     result, histories, tried = first, [], []
     # best_epoch is a row of the returned history, which holds the floored run only
     best_epoch, rows = int(first.best_epoch), len(first.history)  # type: ignore[arg-type]
-    for stage, area in enumerate(cfg.areas):
+    stage = 0
+    while True:
+        area = cfg.areas[stage]
         if stage > 0:
             step = copy.copy(explainer)  # the same score_scale
             epochs = cfg.larger_area_max_epochs
@@ -117,6 +134,9 @@ def grow_area(
         gain = cfg.larger_area_gain
         if stage > 0 and gain > 0 and probability > (1 - gain) * tried[-2]["p_masked"]:
             break  # this area barely helped: the next is not tried
+        stage = next_stage(cfg, stage, probability)
+        if stage >= len(cfg.areas):
+            break
     return dataclasses.replace(
         result,
         history=pd.concat(histories, ignore_index=True),

@@ -83,7 +83,12 @@ _MU: dict[str, Any] = {**_COARSE, "reference": "constant", "area": 0.05}
 
 #: The coarse mask at 2, 4 and 8 % in turn until it fools the CNN, each area for up to
 #: 40 epochs (round 5).
-_SUFFICIENT: dict[str, Any] = {**_COARSE, "larger_areas": (0.04, 0.08), "larger_area_epochs": 0}
+_SUFFICIENT: dict[str, Any] = {
+    **_COARSE,
+    "larger_areas": (0.04, 0.08),
+    "larger_area_epochs": 0,
+    "larger_area_skip_above": 0.0,
+}
 
 #: The group defaults' coarse stage, run on each session alone: 2 % of the brain restored
 #: to healthy tissue, a lattice twice as coarse, at most 30 epochs (the group mask's 20 +
@@ -101,7 +106,8 @@ _SESSION_AREA: dict[str, Any] = {
 #: images that restores 2 % of the brain to healthy tissue, logit score, at most 20
 #: epochs, then refined at the images' resolution inside its region for at most 10;
 #: both again at 3, 4 and 6 % until the mask fools the CNN, each larger area's coarse
-#: stage for at most 10 epochs).
+#: stage for at most 10 epochs, skipping the next area after one that leaves P(AD) at
+#: 0.1 or more).
 #: ``group-coarse``: the coarse mask alone, at most 40 epochs, the defaults before the
 #: fine stage. ``group-mu``: the coarse mask deleting 5 % with mu = 1, the defaults
 #: before the healthy reference. ``group-sufficient``: the coarse mask, grown to 4 and

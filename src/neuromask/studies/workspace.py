@@ -32,10 +32,14 @@ from neuromask.train.splits_io import read_split_folder
 
 #: Mask settings added after studies had named their masks' folders by their settings,
 #: each with the value at which it changes nothing: left out of the name there, so that
-#: a study started before they existed resumes into the folders it made. Both act only
+#: a study started before they existed resumes into the folders it made. All act only
 #: on the larger areas of a group mask, so they are also left out of a mask that has
 #: none (``config.areas`` of one area: session, voxel and paper masks).
-ADDED_SETTINGS = {"larger_area_epochs": 0, "larger_area_gain": 0.0}
+ADDED_SETTINGS = {
+    "larger_area_epochs": 0,
+    "larger_area_gain": 0.0,
+    "larger_area_skip_above": 0.0,
+}
 
 
 def settings_key(config: MaskConfig) -> str:
