@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from neuromask._moved import forward_names
@@ -230,20 +231,7 @@ class MaskConfig:
             raise bad("area", "in [0, 1) (0: the size term; else the deleted share of the brain)")
         if not (math.isfinite(self.area_weight) and self.area_weight > 0):
             raise bad("area_weight", "> 0")
-        if not (math.isfinite(self.fooled_below) and 0 < self.fooled_below < 1):
-            raise bad("fooled_below", "in (0, 1) (a mean P(target))")
-        ladder = self.larger_areas
-        if any(not (math.isfinite(a) and 0 < a < 1) for a in ladder) or any(
-            b <= a for a, b in zip(ladder, ladder[1:], strict=False)
-        ):
-            raise bad("larger_areas", "areas in (0, 1) that rise strictly ([]: one area only)")
-        if self.larger_area_epochs < 0:
-            raise bad("larger_area_epochs", ">= 0 (0: max_epochs at every area)")
-        if not (math.isfinite(self.larger_area_gain) and 0 <= self.larger_area_gain < 1):
-            raise bad("larger_area_gain", "in [0, 1) (0: the ladder stops only when fooled)")
-        skip = self.larger_area_skip_above
-        if not (math.isfinite(skip) and 0 <= skip <= 1):
-            raise bad("larger_area_skip_above", "in [0, 1] (0: the ladder never skips an area)")
+        self._check_ladder(bad)
         if self.refine_epochs < 0:
             raise bad("refine_epochs", ">= 0 (0: no fine stage)")
         if self.refine_dilation < 0:
@@ -286,6 +274,23 @@ class MaskConfig:
             )
         if not 0 < self.keep_above <= 1:
             raise bad("keep_above", "in (0, 1]")
+
+    def _check_ladder(self, bad: Callable[[str, str], ParameterError]) -> None:
+        """The settings of the area ladder (``larger_areas`` and what steers it)."""
+        if not (math.isfinite(self.fooled_below) and 0 < self.fooled_below < 1):
+            raise bad("fooled_below", "in (0, 1) (a mean P(target))")
+        ladder = self.larger_areas
+        if any(not (math.isfinite(a) and 0 < a < 1) for a in ladder) or any(
+            b <= a for a, b in zip(ladder, ladder[1:], strict=False)
+        ):
+            raise bad("larger_areas", "areas in (0, 1) that rise strictly ([]: one area only)")
+        if self.larger_area_epochs < 0:
+            raise bad("larger_area_epochs", ">= 0 (0: max_epochs at every area)")
+        if not (math.isfinite(self.larger_area_gain) and 0 <= self.larger_area_gain < 1):
+            raise bad("larger_area_gain", "in [0, 1) (0: the ladder stops only when fooled)")
+        skip = self.larger_area_skip_above
+        if not (math.isfinite(skip) and 0 <= skip <= 1):
+            raise bad("larger_area_skip_above", "in [0, 1] (0: the ladder never skips an area)")
 
 
 #: Names that moved to :mod:`neuromask.explain.presets` (round 16); the old path warns.

@@ -91,8 +91,8 @@ def grow_area(
     ``config.larger_area_gain`` > 0 the ladder also stops after an area that lowered
     the masked P(``target``) by less than that share of the previous area's. After an
     area that leaves it at ``config.larger_area_skip_above`` (> 0) or more, the area
-    after next is tried (:func:`next_stage`). The mask returned is the last one made. ``offset``: the epochs already reported to
-    ``after_epoch``."""
+    after next is tried (:func:`next_stage`). The mask returned is the last one made.
+    ``offset``: the epochs already reported to ``after_epoch``."""
     from neuromask.explain.refine import refine_group_mask
 
     cfg = explainer.config
