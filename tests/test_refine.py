@@ -183,6 +183,15 @@ def test_every_area_gets_its_fine_stage_and_is_judged_on_the_final_mask(planted_
     assert deleted > 2 * 0.02 * masks.numel()
 
 
+def three_areas(**changes) -> MaskConfig:
+    """A ladder of 2, 4 and 8 % that no area ends (``fooled_below`` 1e-9), 3 epochs at
+    the first area."""
+    return dataclasses.replace(
+        CONFIG, area=0.02, larger_areas=(0.04, 0.08), fooled_below=1e-9, max_epochs=3,
+        patience=3, **changes,
+    )  # fmt: skip
+
+
 def test_larger_areas_take_their_own_epochs_and_stop_when_they_barely_help(planted_model):
     """``larger_area_epochs`` sets the coarse epochs of each larger area (the first keeps
     ``max_epochs``); ``larger_area_gain`` stops the ladder after the first area that
@@ -190,10 +199,7 @@ def test_larger_areas_take_their_own_epochs_and_stop_when_they_barely_help(plant
     same, bit for bit, as a ladder that ends there."""
     model, train, validation = planted_model
     sessions = healthy_sessions()
-    config = dataclasses.replace(
-        CONFIG, area=0.02, larger_areas=(0.04, 0.08), fooled_below=1e-9, max_epochs=3,
-        patience=3, refine_epochs=3, larger_area_epochs=1,
-    )  # fmt: skip
+    config = three_areas(refine_epochs=3, larger_area_epochs=1)
     full_masks, full = MeaningfulPerturbation(model, config, reference=sessions).attribute(
         train, 1, validation=validation
     )
@@ -231,10 +237,7 @@ def test_an_area_far_from_fooling_skips_the_next(planted_model, tmp_path):
 
     model, train, validation = planted_model
     sessions = healthy_sessions()
-    config = dataclasses.replace(
-        CONFIG, area=0.02, larger_areas=(0.04, 0.08), fooled_below=1e-9, max_epochs=3,
-        patience=3, refine_epochs=2, larger_area_epochs=2,
-    )  # fmt: skip
+    config = three_areas(refine_epochs=2, larger_area_epochs=2)
     _, full = MeaningfulPerturbation(model, config, reference=sessions).attribute(
         train, 1, validation=validation
     )
