@@ -79,8 +79,8 @@ class MaskConfig:
       than that share of the previous area's (round 16). An area that leaves the masked
       P(target) at ``larger_area_skip_above = 0.1`` or more (twice ``fooled_below``) is
       followed by the area after next, not the next (the last area is never skipped;
-      0: never skip): 2, 4, 6 % for a mask far from fooled, 2, 3 % for one that nearly
-      fools (round 18; docs/mask_levers.md).
+      0: never skip): 2, 4, 6 % for a mask far from fooled; one that nearly fools steps
+      to 3 % as before (round 18; docs/mask_levers.md).
 
     On reserved synthetic cohorts (``benchmarks/mask_levers.py``, ``docs/mask_levers.md``)
     the voxel-level mask (preset ``voxel``) fooled the CNN with scattered voxels

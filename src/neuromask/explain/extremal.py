@@ -10,7 +10,7 @@ the validation images (the training images without a validation set) below
 the result, or the largest area's when none suffices. The defaults try 2, 3, 4 and 6 %
 (round 15), and skip the next area after one that leaves the masked P(target) at
 ``config.larger_area_skip_above`` (0.1) or more: a mask far from fooled climbs 2, 4,
-6 %, one that nearly fools 2, 3 % (round 18).
+6 %; one that nearly fools steps to 3 % as before (round 18).
 
 With the fine stage on (``config.refines``), every area gets it before it is judged:
 what decides is the mask the user gets, not the coarse one. The coarse mask alone did
