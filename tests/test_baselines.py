@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from neuromask.errors import ParameterError
 from neuromask.explain.baselines import METHODS, attribute, last_conv_layer, measure
 from neuromask.io.atlas import load_aal2
 from neuromask.io.grid import clinica_grid
@@ -58,3 +59,27 @@ def test_measure_reports_time_and_memory():
     result, cost = measure(lambda: torch.ones(2_000_000).sum())
     assert float(result) == 2_000_000 and cost.seconds >= 0
     assert cost.peak_memory_mb >= 0 or np.isnan(cost.peak_memory_mb)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_no_forward_pass_holds_more_than_batch_size_images(setup, method):
+    """Captum puts ``perturbations_per_eval`` copies of every image it is given in one
+    pass; the perturbing methods therefore get one image at a time, and their maps are
+    those of each image on its own."""
+    model, images, atlas = setup
+    sizes = []
+    hook = model.register_forward_pre_hook(lambda _, args: sizes.append(args[0].shape[0]))
+    try:
+        kwargs = {"atlas_labels": atlas.labels, "window": 8, "n_steps": 4, "batch_size": 2}
+        maps = attribute(method, model, images, **kwargs)
+    finally:
+        hook.remove()
+    assert sizes and max(sizes) <= 2
+    alone = torch.cat([attribute(method, model, images[i : i + 1], **kwargs) for i in range(3)])
+    torch.testing.assert_close(maps, alone, rtol=1e-4, atol=1e-6)
+
+
+def test_a_batch_size_below_one_is_refused(setup):
+    model, images, _ = setup
+    with pytest.raises(ParameterError, match="batch_size"):
+        attribute("saliency", model, images, batch_size=0)

@@ -5,10 +5,12 @@ own memory mapping by ``malloc`` and handed back to the kernel when freed, so th
 allocation page-faults its way through fresh zeroed pages. On the 2-core development
 machine this kernel time made up two fifths of a training step at 3 mm.
 ``tune_allocator`` keeps such memory in the process instead (``mallopt``: no mmap for
-large blocks, trim only above 1 GiB free at the top of the heap); training and mask
-steps then ran about twice as fast (``benchmarks/bench_allocator.py``). The price is
-memory that the process keeps once it has peaked, which suits a command that runs one
-job and exits.
+large blocks, and no trimming of the heap's free top); training and mask steps then ran
+about twice as fast (``benchmarks/bench_allocator.py``). Until round 19 the heap was
+still trimmed above 1 GiB free, which a forward pass of 8 images on the 1.5 mm grid
+frees at once: every such batch then page-faulted again, and inference there ran at half
+speed (0.13 s per image against 0.066 s). The price is memory that the process keeps
+once it has peaked, which suits a command that runs one job and exits.
 
 ``neuromask`` (the command) calls it at start; Python users may call it themselves.
 ``NEUROMASK_ALLOCATOR=default`` in the environment turns it off.
@@ -38,8 +40,16 @@ def _glibc(function: str):
         return None
 
 
-def tune_allocator(trim_threshold: int = 2**30) -> bool:
-    """Keep large freed blocks in the process (glibc only); True when applied."""
+#: ``mallopt``'s value for a trim threshold that never trims.
+NEVER_TRIM = -1
+
+
+def tune_allocator(trim_threshold: int = NEVER_TRIM) -> bool:
+    """Keep large freed blocks in the process (glibc only); True when applied.
+
+    ``trim_threshold``: free bytes at the top of the heap above which glibc hands them
+    back to the kernel (``NEVER_TRIM``: never; ``benchmarks/bench_allocator.py`` compares
+    1 GiB, the setting before round 19)."""
     if os.environ.get("NEUROMASK_ALLOCATOR", "").lower() == "default":
         return False
     mallopt = _glibc("mallopt")

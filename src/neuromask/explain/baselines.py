@@ -30,6 +30,8 @@ import torch
 from neuromask.errors import NeuromaskError, ParameterError
 
 METHODS = ("saliency", "grad_cam", "integrated_gradients", "occlusion", "roi_ablation")
+#: The methods that run the CNN on perturbed copies of each image.
+PERTURBING = ("occlusion", "roi_ablation")
 
 T = TypeVar("T")
 
@@ -81,17 +83,26 @@ def attribute(
     window: int = 4,
     batch_size: int = 8,
 ) -> torch.Tensor:
-    """Attribution maps of ``method`` for ``images`` (N, 1, X, Y, Z)."""
+    """Attribution maps of ``method`` for ``images`` (N, 1, X, Y, Z).
+
+    ``batch_size``: the most images in one forward pass of the CNN. Occlusion and ROI
+    ablation perturb one image at a time, ``batch_size`` copies per pass (Captum puts
+    that many copies of every image it is given in one pass: before round 19, 48 images
+    for 6, a pass whose memory grew with the number of images)."""
     if method not in METHODS:
         raise ParameterError(f"Unknown method {method!r}; valid: {', '.join(METHODS)}")
+    if batch_size < 1 or (method == "occlusion" and window < 1):
+        name, value = ("batch_size", batch_size) if batch_size < 1 else ("window", window)
+        raise ParameterError(f"{name} must be at least 1, got {value}")
     attr = require_captum()
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     x = images.float()
     out = []
-    for start in range(0, x.shape[0], batch_size):
-        batch = x[start : start + batch_size].clone().requires_grad_(method != "roi_ablation")
+    per_pass = 1 if method in PERTURBING else batch_size
+    for start in range(0, x.shape[0], per_pass):
+        batch = x[start : start + per_pass].clone().requires_grad_(method != "roi_ablation")
         if method == "saliency":
             a = attr.Saliency(model).attribute(batch, target=target, abs=True)
         elif method == "integrated_gradients":
@@ -110,8 +121,6 @@ def attribute(
                 cam, tuple(batch.shape[2:]), interpolate_mode="trilinear"
             )
         elif method == "occlusion":
-            if window < 1:
-                raise ParameterError(f"window must be at least 1, got {window}")
             a = attr.Occlusion(model).attribute(
                 batch,
                 sliding_window_shapes=(1, window, window, window),

@@ -1,0 +1,122 @@
+"""What a default group mask costs per session against occlusion, side by side in one run.
+
+Usage: python benchmarks/bench_mask_cost.py COHORT [--images 6] [--train-images 16]
+           [--threads 2] [--skip-old]
+
+COHORT is a folder that `benchmarks/localisation_suite.py` or the tuning cohorts'
+scripts wrote (synth/, split/, models/split-0/run-0/). In one process, with the
+allocator tuned as the ``neuromask`` command tunes it, the script times:
+
+- occlusion (cubes of 24 mm, Captum, 8 images per forward pass) on the first
+  ``--images`` validation AD sessions, as ``neuromask`` runs it since round 19 (one
+  image at a time, 8 perturbed copies per pass) and, unless ``--skip-old``, as it ran
+  before (every image at once, so passes of 8 copies of each: 48 images for 6);
+- the default group mask (``mask_preset("group")``, healthy reference) on the first
+  ``--train-images`` correctly classified training AD sessions, with the validation AD
+  sessions for early stopping and the ladder's judgement, as `benchmarks/mask_levers.py`
+  trains it.
+
+It prints seconds per session of each, their ratio (issue 13's goal: a group mask at
+most 1/5 of occlusion's time per session) and how far the two occlusion maps differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neuromask.explain import MeaningfulPerturbation, mask_preset
+from neuromask.explain.baselines import attribute
+from neuromask.jobs.trained_model import TrainedModel, brain_mask_of
+from neuromask.runtime import tune_allocator
+
+
+def occlusion_old_way(model: torch.nn.Module, images: torch.Tensor, window: int) -> torch.Tensor:
+    """Occlusion as ``attribute`` ran it before round 19: all images in one Captum call,
+    ``perturbations_per_eval = 8``, so that a pass holds 8 copies of every image."""
+    import captum.attr as attr
+
+    return attr.Occlusion(model).attribute(
+        images.float(),
+        sliding_window_shapes=(1, window, window, window),
+        strides=(1, window, window, window),
+        baselines=1.0,
+        target=1,
+        perturbations_per_eval=8,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cohort", type=Path)
+    parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--train-images", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--skip-old", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tune_allocator()
+    cohort = args.cohort
+    trained = TrainedModel.open(cohort / "models" / "split-0" / "run-0", "cpu")
+    caps = cohort / "synth" / "caps"
+    split = cohort / "split" / "split-0"
+    train = trained.ad_sessions(caps, split / "train.tsv", progress=False)
+    val = trained.ad_sessions(caps, split / "validation.tsv", progress=False)
+    grid = tuple(train.images.shape[2:])
+    voxel_mm = 1.5 if grid[0] > 100 else 3.0
+    window = max(1, round(24 / voxel_mm))
+    x_val = val.images[: args.images]
+    print(f"{cohort.name}: grid {grid}, occlusion cubes of {window} voxels", flush=True)
+
+    with torch.no_grad():  # the first passes of a shape pay for setting up its kernels
+        trained.model(x_val[:1].expand(8, *x_val.shape[1:]).float())
+    seconds = {}
+    tic = time.perf_counter()
+    new = attribute("occlusion", trained.model, x_val, window=window, batch_size=8)
+    seconds["occlusion"] = (time.perf_counter() - tic) / len(x_val)
+    print(f"occlusion, one image at a time: {seconds['occlusion']:.1f} s/session", flush=True)
+    if not args.skip_old:
+        tic = time.perf_counter()
+        old = occlusion_old_way(trained.model, x_val, window)
+        seconds["occlusion before round 19"] = (time.perf_counter() - tic) / len(x_val)
+        diff = float((old - new).abs().max() / new.abs().max())
+        print(
+            f"occlusion, all images at once: {seconds['occlusion before round 19']:.1f} "
+            f"s/session (largest difference between the maps: {diff:.1e} of the largest "
+            "value)",
+            flush=True,
+        )
+
+    x_train = train.images[: args.train_images]
+    brain = brain_mask_of(train.data.images)
+    explainer = MeaningfulPerturbation(
+        trained.model,
+        mask_preset("group"),
+        brain_mask=brain,
+        reference=trained.training_cn_sessions(),
+    )
+    explainer.progress = False
+    tic = time.perf_counter()
+    _, result = explainer.attribute(x_train, 1, validation=val.images)
+    seconds["group mask"] = (time.perf_counter() - tic) / len(x_train)
+    tried = ", ".join(f"{a['area']:.0%} ({a['p_masked']:.3f})" for a in result.areas_tried or [])
+    print(
+        f"group mask, defaults: {seconds['group mask']:.1f} s/session ({len(x_train)} "
+        f"sessions, {len(val.images)} validation sessions, {len(result.history)} epochs; "
+        f"areas tried: {tried})",
+        flush=True,
+    )
+    for name, value in seconds.items():
+        if name.startswith("occlusion"):
+            ratio = seconds["group mask"] / value
+            print(f"group mask / {name}: {ratio:.2f}", flush=True)
+    np.save(cohort / "bench_mask_cost_occlusion.npy", new.abs().mean(0)[0].numpy())
+
+
+if __name__ == "__main__":
+    main()
