@@ -106,7 +106,11 @@ def mask_rows(run: Path, caps: Path, split: Path, session_epochs: int) -> list[d
     healthy = trained.training_cn_sessions()
     spent = {}
     for epochs in (1, 2):
-        config = dataclasses.replace(mask_preset("group"), max_epochs=epochs, refine_epochs=0)
+        # one area: with the ladder (round 15) a mask that does not fool this briefly
+        # trained CNN is made again at larger areas, each with ``epochs`` epochs
+        config = dataclasses.replace(
+            mask_preset("group"), max_epochs=epochs, refine_epochs=0, larger_areas=()
+        )
         explainer = MeaningfulPerturbation(
             trained.model, config, brain_mask=brain, reference=healthy
         )

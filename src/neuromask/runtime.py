@@ -7,10 +7,11 @@ machine this kernel time made up two fifths of a training step at 3 mm.
 ``tune_allocator`` keeps such memory in the process instead (``mallopt``: no mmap for
 large blocks, and no trimming of the heap's free top); training and mask steps then ran
 about twice as fast (``benchmarks/bench_allocator.py``). Until round 19 the heap was
-still trimmed above 1 GiB free, which a forward pass of 8 images on the 1.5 mm grid
-frees at once: every such batch then page-faulted again, and inference there ran at half
-speed (0.13 s per image against 0.066 s). The price is memory that the process keeps
-once it has peaked, which suits a command that runs one job and exits.
+still trimmed above 1 GiB free, which a forward pass of 8 masked images on the 1.5 mm
+grid frees at once: every such pass then page-faulted again, and masked inference there
+ran 1.52 times as long (a training step of 8 images 1.43 times). The price is memory
+that the process keeps once it has peaked, which suits a command that runs one job and
+exits.
 
 ``neuromask`` (the command) calls it at start; Python users may call it themselves.
 ``NEUROMASK_ALLOCATOR=default`` in the environment turns it off.
