@@ -21,7 +21,9 @@ import os
 import subprocess
 import sys
 
-MODES = {"glibc defaults": None, "trim above 1 GiB": 2**30, "never trim": -1}
+from neuromask.runtime import NEVER_TRIM
+
+MODES = {"glibc defaults": None, "trim above 1 GiB": 2**30, "never trim": NEVER_TRIM}
 
 CHILD = r"""
 import json, sys, time

@@ -67,11 +67,11 @@ def main() -> None:
     split = cohort / "split" / "split-0"
     train = trained.ad_sessions(caps, split / "train.tsv", progress=False)
     val = trained.ad_sessions(caps, split / "validation.tsv", progress=False)
-    grid = tuple(train.images.shape[2:])
-    voxel_mm = 1.5 if grid[0] > 100 else 3.0
-    window = max(1, round(24 / voxel_mm))
+    grid = train.data.grid
+    # occlusion's cubes of 24 mm, as in the localisation suite and mask_levers.py
+    window = max(1, round(24 / float(np.mean(grid.voxel_size))))
     x_val = val.images[: args.images]
-    print(f"{cohort.name}: grid {grid}, occlusion cubes of {window} voxels", flush=True)
+    print(f"{cohort.name}: grid {grid.shape}, occlusion cubes of {window} voxels", flush=True)
 
     with torch.no_grad():  # the first passes of a shape pay for setting up its kernels
         trained.model(x_val[:1].expand(8, *x_val.shape[1:]).float())
@@ -115,7 +115,6 @@ def main() -> None:
         if name.startswith("occlusion"):
             ratio = seconds["group mask"] / value
             print(f"group mask / {name}: {ratio:.2f}", flush=True)
-    np.save(cohort / "bench_mask_cost_occlusion.npy", new.abs().mean(0)[0].numpy())
 
 
 if __name__ == "__main__":
