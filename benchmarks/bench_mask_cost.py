@@ -1,7 +1,7 @@
 """What a default group mask costs per session against occlusion, side by side in one run.
 
 Usage: python benchmarks/bench_mask_cost.py COHORT [--images 6] [--train-images 16]
-           [--threads 2] [--skip-old]
+           [--threads 2] [--skip-old] [--preset group] [--setting key=value,key=value]
 
 COHORT is a folder that `benchmarks/localisation_suite.py` or the tuning cohorts'
 scripts wrote (synth/, split/, models/split-0/run-0/). In one process, with the
@@ -11,7 +11,8 @@ allocator tuned as the ``neuromask`` command tunes it, the script times:
   ``--images`` validation AD sessions, as ``neuromask`` runs it since round 19 (one
   image at a time, 8 perturbed copies per pass) and, unless ``--skip-old``, as it ran
   before (every image at once, so passes of 8 copies of each: 48 images for 6);
-- the default group mask (``mask_preset("group")``, healthy reference) on the first
+- the default group mask (``mask_preset("group")``, or ``--preset``'s, with
+  ``--setting``'s values on top; healthy reference) on the first
   ``--train-images`` correctly classified training AD sessions, with the validation AD
   sessions for early stopping and the ladder's judgement, as `benchmarks/mask_levers.py`
   trains it.
@@ -23,11 +24,13 @@ most 1/5 of occlusion's time per session) and how far the two occlusion maps dif
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from mask_levers import parse_setting
 
 from neuromask.explain import MeaningfulPerturbation, mask_preset
 from neuromask.explain.baselines import attribute
@@ -57,6 +60,8 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=16)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--skip-old", action="store_true")
+    parser.add_argument("--preset", default="group")
+    parser.add_argument("--setting", default="", help="key=value,key=value on the preset")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,7 +101,7 @@ def main() -> None:
     brain = brain_mask_of(train.data.images)
     explainer = MeaningfulPerturbation(
         trained.model,
-        mask_preset("group"),
+        dataclasses.replace(mask_preset(args.preset), **parse_setting(":" + args.setting)[1]),
         brain_mask=brain,
         reference=trained.training_cn_sessions(),
     )
@@ -106,7 +111,7 @@ def main() -> None:
     seconds["group mask"] = (time.perf_counter() - tic) / len(x_train)
     tried = ", ".join(f"{a['area']:.0%} ({a['p_masked']:.3f})" for a in result.areas_tried or [])
     print(
-        f"group mask, defaults: {seconds['group mask']:.1f} s/session ({len(x_train)} "
+        f"group mask, {args.preset} {args.setting}: {seconds['group mask']:.1f} s/session ({len(x_train)} "
         f"sessions, {len(val.images)} validation sessions, {len(result.history)} epochs; "
         f"areas tried: {tried})",
         flush=True,

@@ -302,6 +302,7 @@ PAPER = {
     "step_scaling": "voxel",
     "larger_areas": (),
     "precision": "float32",
+    "convolution": "auto",
     "refine_epochs": 0,
     "score_normalisation": "none",
     "halo_sigma": 0.0,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from neuromask._moved import forward_names
 from neuromask.errors import ParameterError
+from neuromask.models.cpu_convolution import CONVOLUTIONS
 
 SCORES = ("probability", "log_probability", "logit", "margin")
 REFERENCES = ("constant", "cn_mean", "healthy")
@@ -136,6 +137,11 @@ class MaskConfig:
     to the input under bfloat16 autocast (on the GPU or the CPU); the masks, the
     regularisers, the score and Adam stay in float32, and so do the validation passes.
 
+    ``convolution = "onednn"`` runs the frozen CNN's 3D convolutions in the mask steps
+    through oneDNN on the CPU, which PyTorch leaves for a slower kernel at mini-batch 1
+    (:mod:`neuromask.models.cpu_convolution`); the masks then differ from ``"auto"``'s
+    at the level of float rounding.
+
     ``batch_size = 0`` (session masks only) optimises as many masks at once as the
     device's free memory holds (:mod:`neuromask.explain.batch_size`; 1 on the CPU).
 
@@ -173,6 +179,7 @@ class MaskConfig:
     larger_area_gain: float = 0.0
     larger_area_skip_above: float = 0.1
     precision: str = "float32"
+    convolution: str = "auto"
     refine_epochs: int = 10
     refine_dilation: int = 2
     refine_lambda2: float = 2e-3
@@ -259,6 +266,7 @@ class MaskConfig:
             ("step_scaling", STEP_SCALINGS),
             ("reference", REFERENCES),
             ("precision", PRECISIONS),
+            ("convolution", CONVOLUTIONS),
             ("score", SCORES),
         ):
             if getattr(self, name) not in valid:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from neuromask.explain.config import MaskConfig
+from neuromask.models.cpu_convolution import onednn_convolutions
 from neuromask.models.inference import perturb  # noqa: F401  (m X + (1 - m) mu, one place)
 
 Reference = float | torch.Tensor
@@ -160,13 +161,18 @@ def score_and_gradient(
     input, then the chain rule d(m X + (1 - m) mu)/dm = X - mu. With one mask shared by
     the batch (group mode), the gradient is summed over the images. With
     ``config.precision = "bfloat16"`` the CNN runs under bfloat16 autocast; the logits,
-    the score and the gradient come back in float32.
+    the score and the gradient come back in float32. With ``config.convolution =
+    "onednn"`` its 3D convolutions on the CPU run through oneDNN
+    (:mod:`neuromask.models.cpu_convolution`).
     """
     mu = config.mu if mu is None else mu
     delta = images - mu
     perturbed = (delta * masks).add_(mu).requires_grad_(True)
     mixed = config.precision == "bfloat16"
-    with torch.autocast(device_type=perturbed.device.type, dtype=torch.bfloat16, enabled=mixed):
+    with (
+        torch.autocast(device_type=perturbed.device.type, dtype=torch.bfloat16, enabled=mixed),
+        onednn_convolutions(config.convolution == "onednn"),
+    ):
         logits = model(perturbed)
     if mixed:
         logits = logits.float()
