@@ -107,7 +107,7 @@ def test_bad_hyperparameters_are_refused():
     with pytest.raises(
         ParameterError,
         match="valid names: group, group-coarse, group-mu, group-sufficient, group-wide, voxel, paper, "
-        "small-cohort, session, session-area, paper-session",
+        "small-cohort, session, session-area, paper-session, group-fast",
     ):
         mask_preset("huge")
 

@@ -156,6 +156,27 @@ def test_group_mask_with_a_growing_area(tiny_model, tiny_training, tmp_path):
     assert not list(out.glob("checkpoint*"))
 
 
+def test_group_fast_preset_runs_and_is_recorded(tiny_model, tiny_training, tmp_path):
+    """--preset group-fast: the CNN in bfloat16, the preset's epochs, all in result.json."""
+    t = tiny_training
+    out, config = tmp_path / "fast", tmp_path / "one-area.toml"
+    config.write_text("larger_areas = []\n")  # the first area alone, to keep the test short
+    code, output = run(
+        "mask", "group", tiny_model, t["caps"], t["split"] / "split-0" / "train.tsv", out,
+        "--preset", "group-fast", "--config", config, "--quiet",
+    )  # fmt: skip
+    assert code == 0, output
+    recorded = json.loads((out / "result.json").read_text())["mask"]
+    assert (recorded["precision"], recorded["max_epochs"], recorded["refine_epochs"]) == (
+        "bfloat16",
+        12,
+        6,
+    )
+    assert recorded["larger_area_epochs"] == 6
+    history = pd.read_csv(out / "history.tsv", sep="\t")
+    assert 0 < len(history) <= 12 + 6
+
+
 @pytest.mark.slow
 def test_killed_group_mask_resumes_to_the_same_mask(tiny_model, tiny_training, settings, tmp_path):
     t = tiny_training

@@ -531,6 +531,18 @@ def test_the_area_grows_until_the_mask_fools_the_cnn_and_resumes(planted_model, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.area-1.pt", "c.pt"]
 
 
+def test_group_fast_is_the_defaults_in_bfloat16_with_fewer_epochs():
+    """Round 20's preset: the defaults but for four fields, and the paper's preset pins
+    the kernels and the precision it was measured with."""
+    fast = mask_preset("group-fast")
+    assert fast == dataclasses.replace(
+        MaskConfig(), precision="bfloat16", max_epochs=12, refine_epochs=6, larger_area_epochs=6
+    )
+    assert fast.larger_area_max_epochs == 6 and fast.areas == (0.02, 0.03, 0.04, 0.06)
+    paper = mask_preset("paper")
+    assert (paper.precision, paper.convolution) == ("float32", "auto")
+
+
 def test_bfloat16_masks_keep_float32_state_and_follow_the_float32_gradient(planted_model):
     """Mixed precision runs only the CNN in bfloat16: the score, the gradient and the
     masks stay float32, and the gradient points where the float32 one does."""

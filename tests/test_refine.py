@@ -315,7 +315,10 @@ def test_a_ladder_that_stops_at_its_first_area_gives_the_mask_without_it(planted
     resumed = interrupted_and_resumed(explainer, train, validation, tmp_path, 10)
     assert torch.equal(full, resumed)
     names = ["c.area-1.pt", "c.area-1.refine.pt", "c.pt", "c.refine.pt"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == names
+    # the score's floor adds its own checkpoint when the first stage leaves P(AD) above
+    # floor_above, which depends on the planted CNN as this machine trained it
+    left = sorted(p.name for p in tmp_path.iterdir() if ".floor" not in p.name)
+    assert left == names
 
 
 def test_small_components_are_the_specks_only():
