@@ -225,11 +225,11 @@ def test_a_mask_table_may_name_a_preset_and_a_wrong_name_is_refused(tmp_path):
 
 
 def test_settings_added_later_keep_the_mask_folders_of_earlier_studies():
-    """A study started before ``larger_area_epochs``, ``larger_area_gain`` and
-    ``larger_area_skip_above`` existed
+    """A study started before ``larger_area_epochs``, ``larger_area_gain``,
+    ``larger_area_skip_above`` and ``convolution`` existed
     names its mask folders as then (the keys below are those of the version before
-    them), so it resumes into them; any other value of any names a new folder, but
-    only for masks with larger areas: the settings act on nothing else."""
+    them), so it resumes into them; any other value of any names a new folder, the
+    ladder's settings only for masks with larger areas, since they act on nothing else."""
     import dataclasses
 
     from neuromask.explain import MaskConfig, mask_preset
@@ -253,6 +253,11 @@ def test_settings_added_later_keep_the_mask_folders_of_earlier_studies():
         for one_area in (mask_preset("session"), mask_preset("paper"), mask_preset("voxel")):
             key = settings_key(one_area)
             assert settings_key(dataclasses.replace(one_area, **change)) == key
+    # round 20's kernel setting acts on every mask: its new value names a new folder
+    for config in (MaskConfig(), mask_preset("session"), mask_preset("paper")):
+        assert settings_key(dataclasses.replace(config, convolution="onednn")) != settings_key(
+            config
+        )
 
 
 def test_session_similarity_arithmetic():

@@ -32,24 +32,29 @@ from neuromask.train.splits_io import read_split_folder
 
 #: Mask settings added after studies had named their masks' folders by their settings,
 #: each with the value at which it changes nothing: left out of the name there, so that
-#: a study started before they existed resumes into the folders it made. All act only
-#: on the larger areas of a group mask, so they are also left out of a mask that has
-#: none (``config.areas`` of one area: session, voxel and paper masks).
+#: a study started before they existed resumes into the folders it made. Those of
+#: ``LADDER_SETTINGS`` act only on the larger areas of a group mask, so they are also
+#: left out of a mask that has none (``config.areas`` of one area: session, voxel and
+#: paper masks).
 ADDED_SETTINGS = {
     "larger_area_epochs": 0,
     "larger_area_gain": 0.0,
     "larger_area_skip_above": 0.0,
+    "convolution": "auto",
 }
+LADDER_SETTINGS = ("larger_area_epochs", "larger_area_gain", "larger_area_skip_above")
 
 
 def settings_key(config: MaskConfig) -> str:
     """A short, stable name for a set of mask settings."""
     one_area = len(config.areas) == 1
-    mapping = {
-        k: v
-        for k, v in to_mapping(config).items()
-        if k not in ADDED_SETTINGS or (v != ADDED_SETTINGS[k] and not one_area)
-    }
+
+    def named(key: str, value: object) -> bool:
+        if key not in ADDED_SETTINGS:
+            return True
+        return value != ADDED_SETTINGS[key] and not (one_area and key in LADDER_SETTINGS)
+
+    mapping = {k: v for k, v in to_mapping(config).items() if named(k, v)}
     text = json.dumps(mapping, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
