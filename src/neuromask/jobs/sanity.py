@@ -158,8 +158,10 @@ def _explain_all(
                 if ctx.progress:
                     console.print(f"[bold]sanity[/bold] {done}/{total}: {method} on {label} CNN")
                 assert net is not None
-                found = _explain(ctx, label, method, net)
-                store.put(label, method, found)
+                store.put(label, method, _explain(ctx, label, method, net))
+                # scored as written (float32), as a resumed run reads it
+                found = store.get(label, method)
+                assert found is not None
             explained[label, method] = found
     return explained
 
