@@ -271,6 +271,17 @@ def test_an_area_far_from_fooling_skips_the_next(planted_model, tmp_path):
     assert next_stage(dataclasses.replace(ladder, larger_area_skip_above=0.0), 0, 1.0) == 1
 
 
+def test_first_area_epochs_count_the_fine_stage_only_where_the_mask_refines():
+    """``first_area_epochs`` is what the study plan and the cost estimate count."""
+    assert MaskConfig().fine_epochs == 10 and MaskConfig().first_area_epochs == 30
+    assert MaskConfig(max_epochs=12, refine_epochs=6).first_area_epochs == 18
+    assert (
+        MaskConfig(upsample=1).fine_epochs == 0 and MaskConfig(upsample=1).first_area_epochs == 20
+    )
+    assert MaskConfig(area=0.0).first_area_epochs == 20
+    assert mask_preset("voxel").first_area_epochs == mask_preset("voxel").max_epochs
+
+
 def test_larger_areas_run_at_most_max_epochs(planted_model):
     """The default ``larger_area_epochs`` (10, round 17) is capped by ``max_epochs``: a
     mask of 3 epochs per area does not run 10 at each larger area; 0 means

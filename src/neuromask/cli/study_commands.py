@@ -153,10 +153,9 @@ def _print_plan(name, config, out, storage, device, workers) -> None:
     mask = ws.config.mask
     more = len(mask.areas) - 1
     if more:
-        fine = mask.refine_epochs if mask.refines else 0
-        later = mask.larger_area_max_epochs + fine
+        later = mask.larger_area_max_epochs + mask.fine_epochs
         console.print(
             f"A group mask counts its first area only: one that does not fool its CNN "
             f"there tries up to {more} larger area(s) (mask setting larger_areas), each "
-            f"of up to {later} epochs against the first area's {mask.max_epochs + fine}."
+            f"of up to {later} epochs against the first area's {mask.first_area_epochs}."
         )

@@ -212,6 +212,18 @@ class MaskConfig:
         refines. Session masks and voxel-level masks have none."""
         return self.refine_epochs > 0 and self.upsample > 1 and self.area > 0
 
+    @property
+    def fine_epochs(self) -> int:
+        """The fine stage's epochs at each area: ``refine_epochs`` where the mask
+        :attr:`refines`, else 0."""
+        return self.refine_epochs if self.refines else 0
+
+    @property
+    def first_area_epochs(self) -> int:
+        """The most epochs a group mask runs at its first area: ``max_epochs`` of the
+        coarse mask and its fine stage's."""
+        return self.max_epochs + self.fine_epochs
+
     def __post_init__(self) -> None:
         def bad(name: str, expected: str) -> ParameterError:
             return ParameterError(

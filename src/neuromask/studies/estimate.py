@@ -214,8 +214,7 @@ def job_seconds(kind: str, spec: dict[str, Any], config: StudyConfig, sizes: Siz
         ratio = unit["mask_step"] / max(config.mask.batch_size, 1) * mask.batch_size
         # the first area (larger_areas run only where it does not fool the CNN; the
         # plan says so), with its fine stage, whose steps cost as the coarse ones do
-        epochs = mask.max_epochs + (mask.refine_epochs if mask.refines else 0)
-        return epochs * (steps * ratio + sizes.validation / 2 * unit["infer_image"])
+        return mask.first_area_epochs * (steps * ratio + sizes.validation / 2 * unit["infer_image"])
     if kind == "sessions":
         s = config.session_mask
         slots = math.ceil(sizes.sessions_for_masks / max(s.batch_size, 1))
