@@ -1,7 +1,7 @@
 """What a default group mask costs per session against occlusion, side by side in one run.
 
 Usage: python benchmarks/bench_mask_cost.py COHORT [--images 6] [--train-images 16]
-           [--threads 2] [--skip-old] [--preset group] [--setting key=value,key=value]
+           [--threads 2] [--skip-old] [--preset group] [--setting [NAME:]key=value,... ...]
 
 COHORT is a folder that `benchmarks/localisation_suite.py` or the tuning cohorts'
 scripts wrote (synth/, split/, models/split-0/run-0/). In one process, with the
@@ -20,8 +20,10 @@ allocator tuned as the ``neuromask`` command tunes it, the script times:
 It prints seconds per session of each, wall clock and the process's CPU time (which a
 CPU taken by another tenant of the machine does not inflate), their ratios (issue 13's
 goal: a group mask at most 1/5 of occlusion's time per session) and how far the two
-occlusion maps differ. ``--preset`` takes several presets, comma-separated, each timed
-against the same occlusion run.
+occlusion maps differ. ``--preset`` takes several presets, comma-separated, and
+``--setting`` may be given several times (``NAME:key=value,...``, as in
+`benchmarks/mask_levers.py`): every preset with every setting is timed against the same
+occlusion run.
 """
 
 from __future__ import annotations
@@ -72,7 +74,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--skip-old", action="store_true")
     parser.add_argument("--preset", default="group", help="presets, comma-separated")
-    parser.add_argument("--setting", default="", help="key=value,key=value on each preset")
+    parser.add_argument(
+        "--setting", action="append", default=[], help="[NAME:]key=value,... on each preset"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,8 +116,11 @@ def main() -> None:
     x_train = train.images[: args.train_images]
     brain = brain_mask_of(train.data.images)
     occlusions = list(per_session.items())
-    for preset in args.preset.split(","):
-        config = dataclasses.replace(mask_preset(preset), **parse_setting(":" + args.setting)[1])
+    settings = [parse_setting(t if ":" in t else ":" + t) for t in args.setting] or [("", {})]
+    runs = [(p, name, fields) for p in args.preset.split(",") for name, fields in settings]
+    for preset, name, fields in runs:
+        config = dataclasses.replace(mask_preset(preset), **fields)
+        label = f"{preset} {name}".strip()
         explainer = MeaningfulPerturbation(
             trained.model, config, brain_mask=brain, reference=trained.training_cn_sessions()
         )
@@ -126,13 +133,13 @@ def main() -> None:
             f"{a['area']:.0%} ({a['p_masked']:.3f})" for a in result.areas_tried or []
         )
         print(
-            f"group mask, {preset} {args.setting}: {wall:.1f} s/session (CPU {cpu:.1f} s; "
+            f"group mask, {label} {fields or ''}: {wall:.1f} s/session (CPU {cpu:.1f} s; "
             f"{len(x_train)} sessions, {len(val.images)} validation sessions, "
             f"{len(result.history)} epochs; areas tried: {tried})",
             flush=True,
         )
-        for name, (o_wall, o_cpu) in occlusions:
-            print(f"{preset} / {name}: {wall / o_wall:.2f} (CPU time: {cpu / o_cpu:.2f})")
+        for method, (o_wall, o_cpu) in occlusions:
+            print(f"{label} / {method}: {wall / o_wall:.2f} (CPU time: {cpu / o_cpu:.2f})")
 
 
 if __name__ == "__main__":

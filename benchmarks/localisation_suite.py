@@ -38,7 +38,9 @@ It also measures whether each CNN relies on the truth (`reliance`: P(AD) with th
 or everything else, taken from a CN session), since only then can a map be scored
 against it. The cohorts use seeds 201 to 206. Seeds 101 to 129 were used to choose the
 defaults (`benchmarks/mask_levers.py`) and are not used here. Every step resumes: rerun
-the same command after an interruption. Prints one table per cohort, the reliance table
+the same command after an interruption. A finished mask whose settings are no longer
+those its label runs (the defaults moved since it was made) stops the suite, naming the
+folder to remove, rather than enter the table under today's name. Prints one table per cohort, the reliance table
 and the mean ± SD over the cohorts, as Markdown, and writes OUT/suite.tsv.
 """
 
@@ -152,10 +154,44 @@ def prepare(folder: Path, options: list[str], train: dict[str, object] | None = 
         neuromask("train", synth / "caps", split, folder / "models", "--split", "0", "-q", *config)
 
 
+def expected_settings(label: str):
+    """The mask settings that `neuromask mask group` runs for ``label`` today."""
+    from neuromask.config import from_mapping, to_mapping
+    from neuromask.explain import MaskConfig, mask_preset
+
+    preset, settings = MASKS[label]
+    merged = {**to_mapping(mask_preset(preset)), **to_mapping(dict(settings))}
+    return from_mapping(MaskConfig, merged, source=label)
+
+
+def made_with_other_settings(out: Path, label: str) -> bool:
+    """Whether the finished mask in ``out`` was made with settings other than those
+    ``label`` runs today (the defaults moved since): compared by the name a study gives
+    a mask's settings, which leaves out settings added later at their neutral values."""
+    from neuromask.config import from_mapping
+    from neuromask.errors import NeuromaskError
+    from neuromask.explain import MaskConfig
+    from neuromask.studies.workspace import ADDED_SETTINGS, settings_key
+
+    record = json.loads((out / "mask_job.json").read_text())["mask"]
+    try:
+        made = from_mapping(MaskConfig, {**ADDED_SETTINGS, **record}, source=str(out))
+    except NeuromaskError:  # a setting that no longer exists
+        return True
+    return settings_key(made) != settings_key(expected_settings(label))
+
+
 def mask(folder: Path, label: str) -> tuple[Path, float]:
     """`neuromask mask group` with the preset of ``label``; its folder
-    and time (an interrupted job resumes)."""
+    and time (an interrupted job resumes). A finished mask made with other settings
+    (the defaults moved since) stops the suite rather than enter its table."""
     out = folder / f"mask-{label}"
+    if (out / "result.json").is_file() and made_with_other_settings(out, label):
+        raise SystemExit(
+            f"{out} holds a mask made with other settings than {label!r} runs now (the "
+            "defaults moved since it was made): remove that folder and its .seconds file "
+            "to make it again."
+        )
     timing = out.parent / f"mask-{label}.seconds"
     sessions = folder / "mask_sessions.tsv"
     if not sessions.is_file():
