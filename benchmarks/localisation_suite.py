@@ -36,7 +36,7 @@ The ground truth itself (the synthetic atrophy map) is scored as a map too: the 
 
 It also measures whether each CNN relies on the truth (`reliance`: P(AD) with the truth,
 or everything else, taken from a CN session), since only then can a map be scored
-against it. The cohorts use seeds 201 to 206. Seeds 101 to 129 were used to choose the
+against it. The cohorts use seeds 201 to 206. Seeds 101 to 138 were used to choose the
 defaults (`benchmarks/mask_levers.py`) and are not used here. Every step resumes: rerun
 the same command after an interruption. A finished mask whose settings are no longer
 those its label runs (the defaults moved since it was made) stops the suite, naming the
