@@ -40,8 +40,9 @@ against it. The cohorts use seeds 201 to 206. Seeds 101 to 138 were used to choo
 defaults (`benchmarks/mask_levers.py`) and are not used here. Every step resumes: rerun
 the same command after an interruption. A finished mask whose settings are no longer
 those its label runs (the defaults moved since it was made) stops the suite, naming the
-folder to remove, rather than enter the table under today's name. Prints one table per cohort, the reliance table
-and the mean ± SD over the cohorts, as Markdown, and writes OUT/suite.tsv.
+folder to remove, rather than enter the table under today's name. Prints one table per
+cohort, the reliance table and the mean ± SD over the cohorts, as Markdown, and writes
+OUT/suite.tsv.
 """
 
 from __future__ import annotations
