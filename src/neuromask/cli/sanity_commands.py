@@ -57,7 +57,11 @@ def _shuffled_test(model_dir: Path, shuffled: bool) -> bool:
 )
 @top_option(help="ROIs compared with the truth.")
 @click.option(
-    "--mask-epochs", type=int, default=_SANITY.mask_epochs, help="Epochs of each group mask."
+    "--mask-epochs",
+    type=int,
+    default=_SANITY.mask_epochs,
+    help="Coarse epochs of each group mask at its first area (max_epochs); its fine stage "
+    "and any larger areas keep the group preset's epochs.",
 )
 @click.option(
     "--session-epochs",
