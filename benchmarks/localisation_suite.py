@@ -157,12 +157,10 @@ def prepare(folder: Path, options: list[str], train: dict[str, object] | None = 
 
 def expected_settings(label: str):
     """The mask settings that `neuromask mask group` runs for ``label`` today."""
-    from neuromask.config import from_mapping, to_mapping
-    from neuromask.explain import MaskConfig, mask_preset
+    from neuromask.explain import mask_preset
 
     preset, settings = MASKS[label]
-    merged = {**to_mapping(mask_preset(preset)), **to_mapping(dict(settings))}
-    return from_mapping(MaskConfig, merged, source=label)
+    return mask_preset(preset, **settings)
 
 
 def made_with_other_settings(out: Path, label: str) -> bool:

@@ -90,7 +90,7 @@ def test_evaluate_writes_next_to_clinicadls_predictions(maps, tiny_training):
     assert 0 <= metrics["balanced_accuracy"] <= 1
 
 
-@pytest.mark.slow  # 68 s alone on the 2-core machine: a group mask's fine stage and ladder
+@pytest.mark.slow  # 68 s alone on the 2-core development machine (round 21)
 def test_sanity_on_a_maps_leaves_out_the_shuffled_test(maps, tmp_path):
     code, output = run(
         "sanity", maps, "--split", 0, tmp_path / "sanity", "--methods", "mask,occlusion",
