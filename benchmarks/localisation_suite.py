@@ -1,7 +1,8 @@
 """Does the default group mask show what the CNN uses? Every method on fresh cohorts.
 
 Usage: python benchmarks/localisation_suite.py OUT [--cohorts NAME,NAME] [--jobs 2]
-           [--masks group,group-r9,group-wide,group-coarse,group-mu,group-sufficient,voxel]
+           [--masks group,group-r13,group-r12,group-r9,group-wide,group-coarse,group-mu,
+                    group-sufficient,voxel,group-f12,group-fast]
            [--rescore]
 
 Each cohort is made, quality-checked, split and trained through the `neuromask`
@@ -15,7 +16,10 @@ gradient trace, `trace_depth = 0`, round 12's default; `group-r9`, without the t
 the defaults before the fine stage; `--preset group-mu`, the coarse mask with mu = 1 at
 5 %, the defaults before the healthy reference; `--preset group-sufficient`, the coarse
 mask grown to 4 and 8 % until it fools the CNN; these three at most 40 epochs per area;
-and `--preset voxel`, the voxel-level mask, capped at 40 epochs), on the sessions of the
+`--preset voxel`, the voxel-level mask, capped at 40 epochs; `group-f12`, the defaults
+with oneDNN's convolution and 12 + 6 epochs at the first area, 6 + 6 at each larger one,
+the candidate for the defaults that rounds 20 to 22 judged on tuning cohorts; and
+`--preset group-fast`, the same epochs in bfloat16), on the sessions of the
 first 24 AD subjects of split 0's training set. The baselines (occlusion with cubes of
 24 mm, integrated gradients with 16 steps, AAL2 ROI ablation) run through the library on
 the first six correctly classified validation AD sessions, which also score every map:
@@ -96,6 +100,14 @@ COHORTS: dict[str, list[str]] = {
 #: five (at 3 mm it fell from the third on), so this cohort trains for 40 epochs without
 #: early stopping: a slower start must not end it.
 TRAIN_SETTINGS: dict[str, dict[str, object]] = {"fine": {"max_epochs": 40, "patience": 40}}
+#: F12, the candidate for the defaults that rounds 20 to 22 judged on tuning cohorts
+#: (docs/mask_levers.md): the defaults with oneDNN's convolution and fewer epochs.
+F12: dict[str, object] = {
+    "convolution": "onednn",
+    "max_epochs": 12,
+    "refine_epochs": 6,
+    "larger_area_epochs": 6,
+}
 #: The masks compared: label -> (`neuromask mask group --preset`, settings on top of it).
 MASKS: dict[str, tuple[str, dict[str, object]]] = {
     "group": ("group", {}),
@@ -107,6 +119,8 @@ MASKS: dict[str, tuple[str, dict[str, object]]] = {
     "group-mu": ("group-mu", {}),
     "group-sufficient": ("group-sufficient", {}),
     "voxel": ("voxel", {"max_epochs": 40}),
+    "group-f12": ("group", F12),
+    "group-fast": ("group-fast", {}),
 }
 LABELS = {
     "group": "mask (group, default)",
@@ -118,6 +132,8 @@ LABELS = {
     "group-mu": "mask (group-mu: mu = 1, 5 %)",
     "group-sufficient": "mask (group-sufficient: 2, 4 or 8 %)",
     "voxel": "mask (voxel)",
+    "group-f12": "mask (group-f12: oneDNN, 12 + 6 epochs; the defaults' candidate)",
+    "group-fast": "mask (group-fast: bfloat16, 12 + 6 epochs)",
 }
 BASELINES = ("occlusion", "integrated_gradients", "roi_ablation")
 #: The ground truth itself, scored as a map (the synthetic atrophy map: how much each
