@@ -137,7 +137,9 @@ def tiny_model(tiny_training, tmp_path_factory):
     return out / "split-0" / "run-0"
 
 
-def study_toml(tiny_training, path):
+def study_toml(tiny_training, path, train_epochs: int = 12):
+    """The tiny study's settings. ``train_epochs``: the CNNs' epochs (and patience); tests
+    of job sharing and planning, which do not look at the CNNs, train them for 2."""
     t = tiny_training
     path.write_text(
         f"""
@@ -156,8 +158,8 @@ heartbeat_s = 5
 [train]
 learning_rate = 0.001
 batch_size = 4
-max_epochs = 12
-patience = 12
+max_epochs = {train_epochs}
+patience = {train_epochs}
 [train.model]
 n_blocks = 2
 first_filters = 4

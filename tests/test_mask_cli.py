@@ -183,6 +183,7 @@ def test_killed_group_mask_resumes_to_the_same_mask(tiny_model, tiny_training, s
     config = tmp_path / "long.toml"
     config.write_text(
         'max_epochs = 8\npatience = 8\nlambda1 = 0.00001\nlambda2 = 0.00001\nscore = "probability"\nbatch_size = 2\n'
+        "refine_epochs = 3\n"  # the fine stage too, at each area; 51 s with its default 10
     )
     args = [str(tiny_model), str(t["caps"]), str(t["split"] / "split-0" / "train.tsv")]
     base = [sys.executable, "-m", "neuromask", "mask", "group", *args]

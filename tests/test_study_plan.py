@@ -21,7 +21,7 @@ def run(*args):
 
 
 def test_plan_lists_jobs_marks_done_ones_and_caches_its_calibration(tiny_training, tmp_path):
-    config = study_toml(tiny_training, tmp_path / "study.toml")
+    config = study_toml(tiny_training, tmp_path / "study.toml", train_epochs=2)
     out = tmp_path / "out"
     code, output = run("study", "cnn", "--config", config, "--out", out, "--plan")
     assert code == 0, output

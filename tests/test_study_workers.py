@@ -23,7 +23,7 @@ def run(*args):
 @pytest.fixture(scope="module")
 def one_worker(tiny_training, tmp_path_factory):
     root = tmp_path_factory.mktemp("one_worker")
-    config = study_toml(tiny_training, root / "study.toml")
+    config = study_toml(tiny_training, root / "study.toml", train_epochs=2)
     code, output = run("study", "cnn", "--config", config, "--out", root / "out", "-q")
     assert code == 0, output
     return {"config": config, "out": root / "out"}
