@@ -92,11 +92,15 @@ def test_evaluate_writes_next_to_clinicadls_predictions(maps, tiny_training):
 
 @pytest.mark.slow  # occlusion's windows of 8 voxels: 92 s with windows of 4 (round 23)
 def test_sanity_on_a_maps_leaves_out_the_shuffled_test(maps, tmp_path):
+    short = tmp_path / "mask.toml"
+    short.write_text("refine_epochs = 2\n")
     code, output = run(
         "sanity", maps, "--split", 0, tmp_path / "sanity", "--methods", "mask,occlusion",
-        "--images", 2, "--mask-epochs", 2, "--window", 8, "-q",
+        "--images", 2, "--mask-epochs", 2, "--mask-config", short, "--window", 8, "-q",
     )  # fmt: skip
     assert code == 0, output
+    settings = json.loads((tmp_path / "sanity" / "settings.json").read_text())
+    assert settings["group_mask"]["refine_epochs"] == 2
     assert "shuffled-label test" in output and "left out" in output
     table = pd.read_csv(tmp_path / "sanity" / "explainers.tsv", sep="\t")
     assert set(table["method"]) >= {"mask", "occlusion"}

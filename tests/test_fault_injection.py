@@ -82,6 +82,8 @@ def test_killed_session_masks_resume_to_the_same_masks(tiny_model, tiny_training
 
 def test_killed_sanity_resumes_to_the_same_table(tiny_model, tiny_cohort, tmp_path):
     pytest.importorskip("captum")
+    short = tmp_path / "mask.toml"
+    short.write_text("refine_epochs = 2\n")  # the fine stage of each area: 10 epochs otherwise
     args = [
         "sanity",
         tiny_model,
@@ -94,6 +96,8 @@ def test_killed_sanity_resumes_to_the_same_table(tiny_model, tiny_cohort, tmp_pa
         "2",
         "--mask-epochs",
         "3",
+        "--mask-config",
+        short,
         "--session-epochs",
         "5",
         "--shuffled-epochs",

@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from neuromask.cli.main import cli
+from neuromask.explain import mask_preset
 from neuromask.jobs import sanity
 from neuromask.jobs.sanity import (
     SanityConfig,
@@ -96,6 +97,7 @@ def quick(**overrides):
         session_epochs=3,
         session_patience=2,
         shuffled_epochs=2,
+        mask_settings={"refine_epochs": 2},
     )
     return SanityConfig(**{**settings, **overrides})
 
@@ -144,6 +146,9 @@ def test_run_writes_one_row_per_method_and_the_whole_cascade(sanity_run, tiny_mo
     assert settings["sanity"]["images"] == 2 and settings["cascade_layers"][0].startswith(
         "classifier"
     )
+    group_mask = settings["group_mask"]  # the group masks' settings, recorded in full
+    assert (group_mask["max_epochs"], group_mask["refine_epochs"]) == (2, 2)
+    assert group_mask["area"] == mask_preset("group").area
     assert (out / "shuffled_cnn" / "model.safetensors").is_file()
     fit = settings["shuffled_cnn"]
     assert 0 < fit["fraction_of_labels_changed"] <= 1
@@ -201,6 +206,20 @@ def test_the_check_fails_a_method_blind_to_the_model_and_passes_one_that_reads_i
     assert "roi_precision_at_k" not in reading.table.columns  # no truth given
 
 
+def test_the_group_masks_settings_come_from_the_preset_the_epochs_and_the_mask_settings():
+    assert SanityConfig().group_mask_config() == mask_preset(
+        "group", max_epochs=20, batch_size=4, seed=0
+    )  # what sanity ran before mask_settings existed
+    config = SanityConfig(mask_epochs=7, seed=3, mask_settings={"refine_epochs": 3})
+    assert config.group_mask_config() == mask_preset(
+        "group", max_epochs=7, batch_size=4, seed=3, refine_epochs=3
+    )
+    paper = SanityConfig(mask_epochs=7, mask_settings={"preset": "paper"}).group_mask_config()
+    assert paper == mask_preset("paper", max_epochs=7, batch_size=4, seed=0)
+    own = SanityConfig(mask_epochs=7, mask_settings={"preset": "paper", "max_epochs": 9})
+    assert own.group_mask_config().max_epochs == 9  # the settings' own keys win
+
+
 def test_config_and_command_errors(tiny_model, tmp_path):
     with pytest.raises(Exception, match="unknown lime"):
         SanityConfig(methods=("mask", "lime"))
@@ -213,6 +232,23 @@ def test_config_and_command_errors(tiny_model, tmp_path):
     assert "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["sanity", str(tmp_path / "nope"), str(tmp_path / "o2")])
     assert result.exit_code == 1 and "config.json" in result.output
+    with pytest.raises(Exception, match="unknown key.*lambda9"):
+        run_sanity(tiny_model, tmp_path / "o3", config=SanityConfig(mask_settings={"lambda9": 1}))
+    assert not (tmp_path / "o3").exists()  # refused before any work
+    for text, expected in (
+        ("lambda9 = 1\n", "unknown key(s) lambda9"),
+        ('preset = "gruop"\n', "preset 'gruop' is not a mask preset"),
+        ("refine_epochs = -1\n", "refine_epochs"),
+        ("refine_epochs = [\n", "not valid TOML"),
+    ):
+        bad = tmp_path / "bad_mask.toml"
+        bad.write_text(text)
+        result = CliRunner().invoke(
+            cli, ["sanity", str(tiny_model), str(tmp_path / "o4"), "--mask-config", str(bad)]
+        )
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert expected in result.output and str(bad) in " ".join(result.output.split())
+        assert not (tmp_path / "o4").exists()
 
 
 def test_sanity_command_prints_the_table(tiny_model, tiny_cohort, tmp_path):

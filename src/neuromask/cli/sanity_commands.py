@@ -64,6 +64,15 @@ def _shuffled_test(model_dir: Path, shuffled: bool) -> bool:
     "and any larger areas keep the group preset's epochs.",
 )
 @click.option(
+    "--mask-config",
+    "mask_config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TOML of group-mask settings (the keys of `mask group --config`) on top of the "
+    'group preset and --mask-epochs; `preset = "NAME"` starts from another preset. '
+    "Checks any mask setting, e.g. a candidate for the defaults.",
+)
+@click.option(
     "--session-epochs",
     type=int,
     default=_SANITY.session_epochs,
@@ -100,6 +109,7 @@ def sanity(
     images: int,
     k: int,
     mask_epochs: int,
+    mask_config: Path | None,
     session_epochs: int,
     window: int,
     ig_steps: int,
@@ -124,6 +134,7 @@ def sanity(
 
     Example: neuromask sanity models/split-0/run-0 sanity --truth synth/ground_truth
     """
+    from neuromask.config import read_toml
     from neuromask.jobs.sanity import SanityConfig, run_sanity
 
     config = SanityConfig(
@@ -137,7 +148,10 @@ def sanity(
         shuffled=_shuffled_test(model_dir, shuffled),
         shuffled_epochs=shuffled_epochs,
         seed=seed,
+        mask_settings=read_toml(mask_config) if mask_config is not None else {},
     )
+    if mask_config is not None:
+        config.group_mask_config(source=str(mask_config))  # errors name the file
     result = run_sanity(
         model_dir,
         out,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from neuromask.config import ConfigError, from_mapping, to_mapping
 from neuromask.errors import ParameterError
 from neuromask.explain.config import MaskConfig
 
@@ -181,3 +182,21 @@ def mask_preset(name: str, **overrides: Any) -> MaskConfig:
             f"Unknown mask preset {name!r}; valid names: {', '.join(MASK_PRESETS)}"
         )
     return dataclasses.replace(MASK_PRESETS[name], **overrides) if overrides else MASK_PRESETS[name]
+
+
+def preset_with(
+    data: dict[str, Any], default: MaskConfig, source: str, **overrides: Any
+) -> MaskConfig:
+    """A table of mask settings (a study's ``[mask]``, ``sanity --mask-config``): the
+    preset it names (``preset = "NAME"``) or ``default``, with ``overrides`` and then the
+    table's other keys on top. Errors name ``source``."""
+    data = dict(data)
+    name = data.pop("preset", None)
+    if name is not None:
+        if not isinstance(name, str) or name not in MASK_PRESETS:
+            raise ConfigError(
+                f"{source}: preset {name!r} is not a mask preset; valid: {', '.join(MASK_PRESETS)}"
+            )
+        default = MASK_PRESETS[name]
+    base = dataclasses.replace(default, **overrides) if overrides else default
+    return from_mapping(MaskConfig, {**to_mapping(base), **data}, source=source)

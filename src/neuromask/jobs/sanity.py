@@ -305,6 +305,7 @@ def run_sanity(
     ``sanity.png`` and ``maps.png``.
     """
     config = config or SanityConfig()
+    group_mask = config.group_mask_config()  # a bad mask setting is named before any work
     if any(m != MASK for m in config.methods):
         require_captum()  # the baselines' extra: say it is missing before any work is done
     model_dir, out = Path(model_dir), Path(out)
@@ -355,6 +356,7 @@ def run_sanity(
         "device": str(ctx.torch_device),
         "n_images": n,
         "cascade_layers": [name for name, _ in layers],
+        "group_mask": to_mapping(group_mask) if MASK in config.methods else None,
         **_truth_settings(ground_truth),
         "shuffled_cnn": _shuffled_fit(out) if config.shuffled else None,
         "torch_version": torch.__version__,

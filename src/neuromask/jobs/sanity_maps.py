@@ -13,8 +13,9 @@ import pandas as pd
 import torch
 
 from neuromask.errors import ParameterError
-from neuromask.explain import MeaningfulPerturbation, mask_preset
+from neuromask.explain import MaskConfig, MeaningfulPerturbation, mask_preset
 from neuromask.explain.baselines import METHODS, Cost, attribute
+from neuromask.explain.presets import preset_with
 from neuromask.io.atlas import Atlas
 from neuromask.io.atomic import atomic_path
 from neuromask.io.grid import Grid
@@ -32,8 +33,11 @@ class SanityConfig:
     ``images``: how many correctly classified validation AD sessions are explained (the
     first ones, in table order). ``mask_epochs`` and ``mask_batch_size``: the group mask
     (preset ``group`` otherwise; with no validation set, early stopping follows the
-    training loss). ``session_epochs`` and ``session_patience``: the session masks behind
-    the masks' inter-subject similarity. ``window``: occlusion's cube side and stride in
+    training loss). ``mask_settings``: mask settings on top of those, so that any
+    setting can be checked (the keys of ``neuromask mask group --config``; with
+    ``preset = "NAME"``, that preset takes ``mask_epochs``, ``mask_batch_size`` and
+    ``seed`` instead of ``group``). ``session_epochs`` and ``session_patience``: the
+    session masks behind the masks' inter-subject similarity. ``window``: occlusion's cube side and stride in
     voxels. ``ig_steps``: integrated gradients' steps. ``shuffled_epochs``: epochs of the
     shuffled-label CNN (0: the model's own ``max_epochs``). ``seed``: label permutation
     and layer re-initialisation.
@@ -51,6 +55,7 @@ class SanityConfig:
     shuffled: bool = True
     shuffled_epochs: int = 0
     seed: int = 0
+    mask_settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.methods = tuple(self.methods)
@@ -67,6 +72,17 @@ class SanityConfig:
             raise ParameterError("images must be at least 2 (inter-subject similarity)")
         if self.window < 1 or self.ig_steps < 1 or self.shuffled_epochs < 0:
             raise ParameterError("window and ig_steps must be >= 1, shuffled_epochs >= 0")
+
+    def group_mask_config(self, source: str = "sanity mask_settings") -> MaskConfig:
+        """The settings of the group masks explained (errors name ``source``)."""
+        return preset_with(
+            self.mask_settings,
+            mask_preset("group"),
+            source,
+            max_epochs=self.mask_epochs,
+            batch_size=self.mask_batch_size,
+            seed=self.seed,
+        )
 
 
 # ----------------------------------------------------------------- explanations
@@ -94,12 +110,7 @@ def relevance_maps(
     """(group map, per-image maps or None) of ``method`` on ``images``; ``healthy``: the
     CN training sessions of the default mask's healthy reference."""
     if method == MASK:
-        mask_config = mask_preset(
-            "group",
-            max_epochs=config.mask_epochs,
-            batch_size=config.mask_batch_size,
-            seed=config.seed,
-        )
+        mask_config = config.group_mask_config()
         explainer = MeaningfulPerturbation(
             model, mask_config, device=device, brain_mask=brain, reference=healthy
         )

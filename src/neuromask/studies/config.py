@@ -30,7 +30,7 @@ from typing import Any
 
 from neuromask.config import ConfigError, from_mapping, read_toml, to_mapping
 from neuromask.explain import MaskConfig, mask_preset
-from neuromask.explain.presets import MASK_PRESETS
+from neuromask.explain.presets import preset_with
 from neuromask.train.config import (
     TrainConfig,
     train_config_from_mapping,
@@ -147,15 +147,7 @@ class StudyConfig:
 def _over(preset: MaskConfig, data: dict[str, Any], source: str) -> MaskConfig:
     """A mask table: ``preset = "NAME"`` (a mask preset) or the table's default preset,
     with the table's other keys on top."""
-    data = dict(data)
-    name = data.pop("preset", None)
-    if name is not None:
-        if not isinstance(name, str) or name not in MASK_PRESETS:
-            raise ConfigError(
-                f"{source}: preset {name!r} is not a mask preset; valid: {', '.join(MASK_PRESETS)}"
-            )
-        preset = MASK_PRESETS[name]
-    return from_mapping(MaskConfig, {**to_mapping(preset), **data}, source=source)
+    return preset_with(data, preset, source)
 
 
 def study_config_from_mapping(data: dict[str, Any], source: str) -> StudyConfig:
