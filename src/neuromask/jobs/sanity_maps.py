@@ -37,10 +37,10 @@ class SanityConfig:
     setting can be checked (the keys of ``neuromask mask group --config``; with
     ``preset = "NAME"``, that preset takes ``mask_epochs``, ``mask_batch_size`` and
     ``seed`` instead of ``group``). ``session_epochs`` and ``session_patience``: the
-    session masks behind the masks' inter-subject similarity. ``window``: occlusion's cube side and stride in
-    voxels. ``ig_steps``: integrated gradients' steps. ``shuffled_epochs``: epochs of the
-    shuffled-label CNN (0: the model's own ``max_epochs``). ``seed``: label permutation
-    and layer re-initialisation.
+    session masks behind the masks' inter-subject similarity. ``window``: occlusion's
+    cube side and stride in voxels. ``ig_steps``: integrated gradients' steps.
+    ``shuffled_epochs``: epochs of the shuffled-label CNN (0: the model's own
+    ``max_epochs``). ``seed``: label permutation and layer re-initialisation.
     """
 
     methods: tuple[str, ...] = ALL_METHODS
