@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from neuromask.cli.main import cli
+from neuromask.cli.main import SUMMARIES, all_commands, cli
 from neuromask.io.caps import gm_map_path
 from neuromask.io.nifti import load_volume, save_volume
 
@@ -46,12 +46,32 @@ def expect_clean_error(code, output, out, *patterns):
 
 
 def test_every_option_is_explained():
-    for name, command in cli.commands.items():
+    for name, command in all_commands().items():
         for param in command.params:
             if isinstance(param, click.Option):
                 assert param.help, f"{name} {param.name} has no help"
         code, output = run(name, "--help")
         assert code == 0 and "Usage: " in output
+
+
+def test_top_level_help_lists_every_command_without_loading_them():
+    commands = all_commands()
+    assert set(commands) == set(SUMMARIES)
+    assert all(command.name == name for name, command in commands.items())
+    # in a fresh interpreter: `neuromask --help` must not import torch or nilearn
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from neuromask.cli.main import cli\n"
+        "result = CliRunner().invoke(cli, ['--help'])\n"
+        "print(result.exit_code, 'torch' in sys.modules, 'nilearn' in sys.modules)\n"
+        "print(result.output)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    status, listing = done.stdout.split("\n", 1)
+    assert status == "0 False False", done.stdout + done.stderr
+    for name, summary in SUMMARIES.items():
+        assert f"  {name} " in listing and summary.split()[0] in listing
 
 
 def test_qc_end_to_end(small, tmp_path):

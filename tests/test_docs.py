@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import neuromask
-from neuromask.cli.main import cli
+from neuromask.cli.main import all_commands
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,10 +41,11 @@ def test_readme_commands_exist(page):
     command = re.compile(r"(?:^|`)\s*neuromask ([a-z][a-z-]+)", flags=re.MULTILINE)
     used = {m for block in code for m in command.findall(block)}
     assert used, f"{page} shows no neuromask command"
-    unknown = used - set(cli.commands)
+    commands = all_commands()
+    unknown = used - set(commands)
     assert not unknown, f"{page} mentions commands that do not exist: {unknown}"
     for group, sub in re.findall(r"neuromask (mask|atlas) ([a-z][a-z-]+)", " ".join(code)):
-        known = cli.commands[group].commands  # type: ignore[attr-defined]
+        known = commands[group].commands  # type: ignore[attr-defined]
         assert sub in known, f"{page}: neuromask {group} {sub} does not exist"
 
 

@@ -21,6 +21,7 @@ from neuromask.runtime import tune_allocator
 tune_allocator()
 
 import contextlib
+import importlib
 import signal
 import sys
 import threading
@@ -87,7 +88,70 @@ def sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+#: Subcommand -> (module of ``neuromask.cli``, attribute). Each module is imported when its
+#: command runs or shows its own help: they import torch, nilearn and the rest, which took
+#: 8 s on the 2-core machine, so that ``neuromask --help`` and ``--version`` did too.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "atlas": ("atlas_commands", "atlas"),
+    "compare": ("compare_commands", "compare"),
+    "demo": ("demo_command", "demo"),
+    "evaluate": ("train_commands", "evaluate"),
+    "localize": ("localize_commands", "localize"),
+    "mask": ("mask_commands", "mask"),
+    "qc": ("data_commands", "qc"),
+    "report": ("report_commands", "report"),
+    "sanity": ("sanity_commands", "sanity"),
+    "search": ("train_commands", "search"),
+    "split": ("data_commands", "split"),
+    "study": ("study_commands", "study"),
+    "summary": ("train_commands", "summary"),
+    "synth": ("data_commands", "synth"),
+    "train": ("train_commands", "train"),
+}
+#: What ``neuromask --help`` says of each subcommand without importing it: its docstring's
+#: first sentence, shortened where that is long.
+SUMMARIES: dict[str, str] = {
+    "atlas": "The AAL2 atlas that ROI similarities and rankings use.",
+    "compare": "Compare masks: ROI-based cosine similarity, the k densest ROIs of each "
+    "mask, and with --models the prob_CNN metric.",
+    "demo": "Run the whole method into OUT, on two synthetic 3 mm cohorts with known atrophy.",
+    "evaluate": "Score the model of MODEL_DIR on the sessions of TSV.",
+    "localize": "Score MAP_OR_MASK against a synthetic cohort's atrophied regions.",
+    "mask": "Optimised 3D perturbation masks of a trained CNN (meaningful perturbation).",
+    "qc": "Quality-check the GM maps of the sessions in TSV.",
+    "report": "Write one HTML page with every table and figure of STUDY_DIR.",
+    "sanity": "Trust the explanation: group mask and attribution methods, on the CNN and "
+    "on copies re-initialised layer by layer.",
+    "search": "Random search over the paper's space, one worker per call.",
+    "split": "Split the sessions of TSV into a matched test set and K subject-level folds.",
+    "study": "Run one of the paper's studies (or all) and write its tables into OUT/NAME/.",
+    "summary": "Balanced accuracies of every split and run of TRAIN_OUT, with their mean and SD.",
+    "synth": "Write a synthetic CAPS cohort with known ground truth to OUT.",
+    "train": "Train CNNs on every split of SPLIT_DIR; write OUT/split-<k>/run-<r>/.",
+}
+
+
 class _Group(click.Group):
+    """The top-level group: subcommands load on first use (click's lazy-loading pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            module, attribute = _COMMANDS[cmd_name]
+            loaded = importlib.import_module(f"neuromask.cli.{module}")
+            self.add_command(getattr(loaded, attribute), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        # a help-only Command shortens each summary to the width, as click does
+        rows = [(n, click.Command(n, help=SUMMARIES[n]).get_short_help_str(limit)) for n in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             with warnings.catch_warnings(), sigterm_unwinds():
@@ -126,38 +190,11 @@ def cli() -> None:
     """
 
 
-def _register() -> None:
-    from neuromask.cli import (
-        atlas_commands,
-        compare_commands,
-        data_commands,
-        demo_command,
-        localize_commands,
-        mask_commands,
-        report_commands,
-        sanity_commands,
-        study_commands,
-        train_commands,
-    )
-
-    cli.add_command(data_commands.synth)
-    cli.add_command(data_commands.qc)
-    cli.add_command(data_commands.split)
-    cli.add_command(train_commands.train)
-    cli.add_command(train_commands.evaluate)
-    cli.add_command(train_commands.summary)
-    cli.add_command(train_commands.search)
-    cli.add_command(mask_commands.mask)
-    cli.add_command(compare_commands.compare)
-    cli.add_command(localize_commands.localize)
-    cli.add_command(sanity_commands.sanity)
-    cli.add_command(report_commands.report)
-    cli.add_command(study_commands.study)
-    cli.add_command(demo_command.demo)
-    cli.add_command(atlas_commands.atlas)
-
-
-_register()
+def all_commands() -> dict[str, click.Command]:
+    """Every subcommand by name, each loaded (for tests and documentation checks)."""
+    ctx = click.Context(cli)
+    found = {name: cli.get_command(ctx, name) for name in cli.list_commands(ctx)}
+    return {name: command for name, command in found.items() if command is not None}
 
 
 def main() -> None:
