@@ -1,26 +1,26 @@
 """Does the default group mask show what the CNN uses? Every method on fresh cohorts.
 
 Usage: python benchmarks/localisation_suite.py OUT [--cohorts NAME,NAME] [--jobs 2]
-           [--masks group,group-r13,group-r12,group-r9,group-wide,group-coarse,group-mu,
-                    group-sufficient,voxel,group-f12,group-fast,group-s1,group-f12-s1]
+           [--masks group,group-r23,group-r13,group-r12,group-r9,group-wide,group-coarse,
+                    group-mu,group-sufficient,voxel,group-fast,group-s1,group-r23-s1]
            [--rescore]
 
 Each cohort is made, quality-checked, split and trained through the `neuromask`
 command, as a user would (`synth`, `qc`, `split`, `train --split 0`; 120 subjects per
-class); its group masks too (`neuromask mask group ...`: the defaults, 20 epochs of the
-coarse mask and 10 of the fine stage, both again at 3, 4 and 6 % until the mask fools
-the CNN; `group-r13`, at 2 % only, round 13's default; `group-r12`, that without the
-gradient trace, `trace_depth = 0`, round 12's default; `group-r9`, without the trace or the halo,
-`halo_sigma = 0`, round 9's default; `--preset group-wide`, round 8's default;
-`--preset group-coarse`, the coarse mask alone,
-the defaults before the fine stage; `--preset group-mu`, the coarse mask with mu = 1 at
-5 %, the defaults before the healthy reference; `--preset group-sufficient`, the coarse
-mask grown to 4 and 8 % until it fools the CNN; these three at most 40 epochs per area;
-`--preset voxel`, the voxel-level mask, capped at 40 epochs; `group-f12`, the defaults
-with oneDNN's convolution and 12 + 6 epochs at the first area, 6 + 6 at each larger one,
-the candidate for the defaults that rounds 20 to 22 judged on tuning cohorts; and
-`--preset group-fast`, the same epochs in bfloat16; `group-s1` and `group-f12-s1`, the
-defaults and F12 at mask seed 1), on the sessions of the
+class); its group masks too (`neuromask mask group ...`: the defaults, since round 24 F12:
+oneDNN's convolution, 12 epochs of the coarse mask and 6 of the fine stage, both again
+at 3, 4 and 6 % (6 + 6 epochs) until the mask fools the CNN; `group-r23`, round 23's
+defaults, 20 + 10 epochs and 10 + 10 at the larger areas, PyTorch's kernels;
+`group-r13`, that at 2 % only, round 13's default; `group-r12`, that without the
+gradient trace, `trace_depth = 0`, round 12's default; `group-r9`, without the trace or
+the halo, `halo_sigma = 0`, round 9's default; `--preset group-wide`, round 8's default;
+`--preset group-coarse`, the coarse mask alone, the defaults before the fine stage;
+`--preset group-mu`, the coarse mask with mu = 1 at 5 %, the defaults before the
+healthy reference; `--preset group-sufficient`, the coarse mask grown to 4 and 8 %
+until it fools the CNN; these three at most 40 epochs per area; `--preset voxel`, the
+voxel-level mask, capped at 40 epochs; `--preset group-fast`, round 23's defaults in
+bfloat16 with F12's epochs; `group-s1` and `group-r23-s1`, the defaults and round 23's
+at mask seed 1), on the sessions of the
 first 24 AD subjects of split 0's training set. The baselines (occlusion with cubes of
 24 mm, integrated gradients with 16 steps, AAL2 ROI ablation) run through the library on
 the first six correctly classified validation AD sessions, which also score every map:
@@ -101,34 +101,27 @@ COHORTS: dict[str, list[str]] = {
 #: five (at 3 mm it fell from the third on), so this cohort trains for 40 epochs without
 #: early stopping: a slower start must not end it.
 TRAIN_SETTINGS: dict[str, dict[str, object]] = {"fine": {"max_epochs": 40, "patience": 40}}
-#: F12, the candidate for the defaults that rounds 20 to 22 judged on tuning cohorts
-#: (docs/mask_levers.md): the defaults with oneDNN's convolution and fewer epochs.
-F12: dict[str, object] = {
-    "convolution": "onednn",
-    "max_epochs": 12,
-    "refine_epochs": 6,
-    "larger_area_epochs": 6,
-}
 #: The masks compared: label -> (`neuromask mask group --preset`, settings on top of it).
 MASKS: dict[str, tuple[str, dict[str, object]]] = {
     "group": ("group", {}),
-    "group-r13": ("group", {"larger_areas": []}),
-    "group-r12": ("group", {"trace_depth": 0.0, "larger_areas": []}),
-    "group-r9": ("group", {"halo_sigma": 0.0, "trace_depth": 0.0, "larger_areas": []}),
+    "group-r23": ("group-r23", {}),
+    "group-r13": ("group-r23", {"larger_areas": []}),
+    "group-r12": ("group-r23", {"trace_depth": 0.0, "larger_areas": []}),
+    "group-r9": ("group-r23", {"halo_sigma": 0.0, "trace_depth": 0.0, "larger_areas": []}),
     "group-wide": ("group-wide", {}),
     "group-coarse": ("group-coarse", {}),
     "group-mu": ("group-mu", {}),
     "group-sufficient": ("group-sufficient", {}),
     "voxel": ("voxel", {"max_epochs": 40}),
-    "group-f12": ("group", F12),
     "group-fast": ("group-fast", {}),
     # the same two at a second mask seed: round 22 judged F12 on two seeds' means, since
     # one seed's mask may differ by an ROI from another's on the same CNN (round 24)
     "group-s1": ("group", {"seed": 1}),
-    "group-f12-s1": ("group", {**F12, "seed": 1}),
+    "group-r23-s1": ("group-r23", {"seed": 1}),
 }
 LABELS = {
-    "group": "mask (group, default)",
+    "group": "mask (group, default: F12, oneDNN, 12 + 6 epochs; round 24)",
+    "group-r23": "mask (group-r23: round 23's defaults, 20 + 10 epochs)",
     "group-r13": "mask (group at 2 % only: round 13's default)",
     "group-r12": "mask (group without the gradient trace: round 12's default)",
     "group-r9": "mask (group without the halo: round 9's default)",
@@ -137,10 +130,9 @@ LABELS = {
     "group-mu": "mask (group-mu: mu = 1, 5 %)",
     "group-sufficient": "mask (group-sufficient: 2, 4 or 8 %)",
     "voxel": "mask (voxel)",
-    "group-f12": "mask (group-f12: oneDNN, 12 + 6 epochs; the defaults' candidate)",
     "group-fast": "mask (group-fast: bfloat16, 12 + 6 epochs)",
     "group-s1": "mask (group, default; mask seed 1)",
-    "group-f12-s1": "mask (group-f12; mask seed 1)",
+    "group-r23-s1": "mask (group-r23; mask seed 1)",
 }
 BASELINES = ("occlusion", "integrated_gradients", "roi_ablation")
 #: The ground truth itself, scored as a map (the synthetic atrophy map: how much each

@@ -106,7 +106,7 @@ def test_bad_hyperparameters_are_refused():
             MaskConfig(**kwargs)
     with pytest.raises(
         ParameterError,
-        match="valid names: group, group-coarse, group-mu, group-sufficient, group-wide, voxel, paper, "
+        match="valid names: group, group-r23, group-coarse, group-mu, group-sufficient, group-wide, voxel, paper, "
         "small-cohort, session, session-area, paper-session, group-fast",
     ):
         mask_preset("huge")

@@ -196,8 +196,18 @@ def test_presets_are_pinned():
     ``voxel`` and ``session`` are voxel-level with mu = 1."""
     group, voxel = mask_preset("group"), mask_preset("voxel")
     assert group == MaskConfig()
-    assert (group.area, group.upsample, group.max_epochs) == (0.02, 2, 20)
-    assert (group.refine_epochs, group.refine_dilation, group.refine_lambda2) == (10, 2, 2e-3)
+    assert (group.area, group.upsample, group.max_epochs) == (0.02, 2, 12)  # round 24
+    assert (group.refine_epochs, group.refine_dilation, group.refine_lambda2) == (6, 2, 2e-3)
+    assert (group.larger_area_epochs, group.convolution) == (6, "onednn")  # round 24
+    # round 23's defaults: the group defaults but for round 24's four fields; the
+    # presets made before round 24 are compared with them below
+    round_23 = mask_preset("group-r23")
+    f12 = {"max_epochs": 12, "refine_epochs": 6, "larger_area_epochs": 6}
+    assert dataclasses.replace(round_23, **f12, convolution="onednn") == group
+    assert (round_23.max_epochs, round_23.refine_epochs) == (20, 10)
+    assert (round_23.larger_area_epochs, round_23.convolution) == (10, "auto")
+    small = mask_preset("small-cohort")  # follows the defaults but for its early stopping
+    assert dataclasses.replace(small, patience=5, max_epochs=12) == group
     assert group.refine_below == 0.5
     assert (group.halo_sigma, group.halo_depth) == (2.0, 0.01)  # round 10
     assert group.trace_depth == 0.01  # round 13
@@ -233,7 +243,7 @@ def test_presets_are_pinned():
             trace_depth=0.01,
             larger_areas=(0.03, 0.04, 0.06),
         )
-        == group
+        == round_23
     )
     assert not coarse.refines and coarse.max_epochs == 40
     mu = mask_preset("group-mu")
@@ -241,7 +251,7 @@ def test_presets_are_pinned():
     assert dataclasses.replace(mu, area=0.02, reference="healthy") == coarse
     sufficient = mask_preset("group-sufficient")
     assert group.larger_areas == (0.03, 0.04, 0.06)  # round 15
-    assert group.larger_area_epochs == 10  # round 17
+    assert round_23.larger_area_epochs == 10  # round 17
     assert sufficient.larger_areas == (0.04, 0.08)
     # round 5's preset: every area for up to its 40 epochs
     assert sufficient.larger_area_epochs == 0 and sufficient.larger_area_max_epochs == 40
@@ -261,7 +271,7 @@ def test_presets_are_pinned():
             trace_depth=0.01,
             larger_areas=(0.03, 0.04, 0.06),
         )
-        == group
+        == round_23
     )
     one_area = ("voxel", "session", "paper", "group-coarse", "group-mu", "group-wide")
     assert all(not mask_preset(n).larger_areas for n in one_area)
@@ -532,12 +542,18 @@ def test_the_area_grows_until_the_mask_fools_the_cnn_and_resumes(planted_model, 
 
 
 def test_group_fast_is_the_defaults_in_bfloat16_with_fewer_epochs():
-    """Round 20's preset: the defaults but for four fields, and the paper's preset pins
-    the kernels and the precision it was measured with."""
+    """Round 20's preset: round 23's defaults but for four fields (round 24's defaults in
+    bfloat16, PyTorch's kernels), and the paper's preset pins the kernels and the
+    precision it was measured with."""
     fast = mask_preset("group-fast")
     assert fast == dataclasses.replace(
-        MaskConfig(), precision="bfloat16", max_epochs=12, refine_epochs=6, larger_area_epochs=6
+        mask_preset("group-r23"),
+        precision="bfloat16",
+        max_epochs=12,
+        refine_epochs=6,
+        larger_area_epochs=6,
     )
+    assert fast == dataclasses.replace(MaskConfig(), precision="bfloat16", convolution="auto")
     assert fast.larger_area_max_epochs == 6 and fast.areas == (0.02, 0.03, 0.04, 0.06)
     paper = mask_preset("paper")
     assert (paper.precision, paper.convolution) == ("float32", "auto")
@@ -579,8 +595,8 @@ def test_session_area_preset_is_the_group_defaults_coarse_stage():
     assert (preset.area, preset.upsample, preset.reference) == (0.02, 2, "healthy")
     assert preset.areas == (0.02,) and not preset.refines
     expected = dataclasses.replace(
-        MaskConfig(), max_epochs=30, larger_areas=(), refine_epochs=0, halo_sigma=0.0,
-        trace_depth=0.0,
+        mask_preset("group-r23"), max_epochs=30, larger_areas=(), refine_epochs=0,
+        halo_sigma=0.0, trace_depth=0.0,
     )  # fmt: skip
     assert preset == expected
     assert (preset.lambda2, preset.score_normalisation, preset.patience) == (1e-4, "floor", 5)

@@ -273,21 +273,21 @@ def test_an_area_far_from_fooling_skips_the_next(planted_model, tmp_path):
 
 def test_first_area_epochs_count_the_fine_stage_only_where_the_mask_refines():
     """``first_area_epochs`` is what the study plan and the cost estimate count."""
-    assert MaskConfig().fine_epochs == 10 and MaskConfig().first_area_epochs == 30
-    assert MaskConfig(max_epochs=12, refine_epochs=6).first_area_epochs == 18
+    assert MaskConfig().fine_epochs == 6 and MaskConfig().first_area_epochs == 18
+    assert MaskConfig(max_epochs=20, refine_epochs=10).first_area_epochs == 30
     assert (
-        MaskConfig(upsample=1).fine_epochs == 0 and MaskConfig(upsample=1).first_area_epochs == 20
+        MaskConfig(upsample=1).fine_epochs == 0 and MaskConfig(upsample=1).first_area_epochs == 12
     )
-    assert MaskConfig(area=0.0).first_area_epochs == 20
+    assert MaskConfig(area=0.0).first_area_epochs == 12
     assert mask_preset("voxel").first_area_epochs == mask_preset("voxel").max_epochs
 
 
 def test_larger_areas_run_at_most_max_epochs(planted_model):
-    """The default ``larger_area_epochs`` (10, round 17) is capped by ``max_epochs``: a
-    mask of 3 epochs per area does not run 10 at each larger area; 0 means
+    """The default ``larger_area_epochs`` (6 since round 24) is capped by ``max_epochs``:
+    a mask of 3 epochs per area does not run 10 at each larger area; 0 means
     ``max_epochs``."""
-    assert MaskConfig().larger_area_max_epochs == 10
-    assert MaskConfig(larger_area_epochs=0).larger_area_max_epochs == 20
+    assert MaskConfig().larger_area_max_epochs == 6
+    assert MaskConfig(larger_area_epochs=0).larger_area_max_epochs == 12
     assert MaskConfig(max_epochs=4).larger_area_max_epochs == 4
     model, train, validation = planted_model
     config = dataclasses.replace(

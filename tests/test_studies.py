@@ -235,11 +235,13 @@ def test_settings_added_later_keep_the_mask_folders_of_earlier_studies():
     from neuromask.explain import MaskConfig, mask_preset
     from neuromask.studies.workspace import settings_key
 
-    round_17 = dataclasses.replace(MaskConfig(), larger_area_skip_above=0.0)
+    round_23 = mask_preset("group-r23")  # the defaults of rounds 18 to 23
+    round_17 = dataclasses.replace(round_23, larger_area_skip_above=0.0)
     before = dataclasses.replace(round_17, larger_area_epochs=0)  # round 16's defaults
     assert settings_key(before) == "a3a99451bbc5"
     assert settings_key(round_17) == "16ba5445594a"  # round 17: larger_area_epochs 10
-    assert settings_key(MaskConfig()) == "2373eba75b1b"  # round 18: the skip at 0.1
+    assert settings_key(round_23) == "2373eba75b1b"  # round 18: the skip at 0.1
+    assert settings_key(MaskConfig()) != settings_key(round_23)  # round 24: F12
     assert settings_key(mask_preset("group-sufficient")) == "7b743542330d"  # unchanged
     assert settings_key(mask_preset("session")) == "9d401d816399"
     assert settings_key(mask_preset("paper")) == "486b7d8529b0"
@@ -254,7 +256,7 @@ def test_settings_added_later_keep_the_mask_folders_of_earlier_studies():
             key = settings_key(one_area)
             assert settings_key(dataclasses.replace(one_area, **change)) == key
     # round 20's kernel setting acts on every mask: its new value names a new folder
-    for config in (MaskConfig(), mask_preset("session"), mask_preset("paper")):
+    for config in (round_23, mask_preset("session"), mask_preset("paper")):
         assert settings_key(dataclasses.replace(config, convolution="onednn")) != settings_key(
             config
         )

@@ -88,6 +88,7 @@ def _add_group_inputs(f, default_preset: str):
             type=click.Choice(
                 [
                     "group",
+                    "group-r23",
                     "group-fast",
                     "group-coarse",
                     "group-mu",
@@ -102,15 +103,19 @@ def _add_group_inputs(f, default_preset: str):
             show_default=True,
             help="group: the defaults (a mask 2 times coarser than the images, smoothly "
             "upsampled, that restores 2 % of the brain to healthy tissue, max(X, a CN "
-            "training session); logit; at most 20 epochs; then at most 10 epochs of a mask "
+            "training session); logit; at most 12 epochs; then at most 6 epochs of a mask "
             "at the images' resolution inside its region; both again at 3, 4 and 6 % (each "
-            "larger area's coarse stage at most 10 epochs; the next area skipped after one "
+            "larger area's coarse stage at most 6 epochs; the next area skipped after one "
             "that leaves P(AD) at 0.1 or more) while the mask does not fool its "
             "CNN; then the halo and the gradient "
             "trace, which rank the kept voxels by nearness to the deleted ones and by the "
-            "CNN's gradient); group-fast: the defaults with the CNN in bfloat16 and at most "
+            "CNN's gradient; oneDNN's convolution on the CPU); group-r23: the defaults until "
+            "round 24 (20 + 10 epochs, 10 at each larger area, PyTorch's choice of "
+            "convolution kernel), which the presets below but small-cohort keep where they "
+            "set nothing else; "
+            "group-fast: group-r23 with the CNN in bfloat16 and at most "
             "12 + 6 epochs at the first area, 6 + 6 at each larger one (round 20: 0.38 of "
-            "their time on a 2-core CPU with AVX-512 BF16; slow on CPUs without bf16 "
+            "its time on a 2-core CPU with AVX-512 BF16; slow on CPUs without bf16 "
             "instructions and on GPUs before Ampere); group-coarse: the coarse mask "
             "alone, at most 40 epochs (the defaults before the fine stage); group-mu: the "
             "coarse mask deleting 5 % with mu = 1; group-sufficient: the coarse mask, grown "

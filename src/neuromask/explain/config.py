@@ -43,7 +43,7 @@ class MaskConfig:
       smooth already, and a weight of 1e-3 outweighed the score of CNNs whose score a
       2 % restoration barely moves, so that the smoothness term alone placed the mask
       (docs/mask_levers.md, round 7);
-    - ``max_epochs = 20`` for that coarse stage, then ``refine_epochs = 10`` of a fine
+    - ``max_epochs = 12`` for that coarse stage, then ``refine_epochs = 6`` of a fine
       stage at the images' resolution, which may delete only inside the coarse mask's
       deleted region (m < ``refine_below = 0.5``) dilated by ``refine_dilation = 2``
       voxels, the same volume
@@ -72,7 +72,7 @@ class MaskConfig:
       :mod:`neuromask.explain.extremal`). A mask that fools the CNN at ``area`` is left
       exactly as it was (docs/mask_levers.md, round 15). Session masks ignore it.
       Each larger area starts from the previous area's coarse mask, and its coarse
-      stage runs ``larger_area_epochs = 10`` epochs (at most ``max_epochs``; 0:
+      stage runs ``larger_area_epochs = 6`` epochs (at most ``max_epochs``; 0:
       ``max_epochs``); its fine stage is unchanged. On four cohorts no setting had run
       on, 10 epochs kept the masks' scores within the rule's margins at 0.75 of the
       ladder's time (round 17). With ``larger_area_gain`` > 0 the ladder also stops,
@@ -137,10 +137,18 @@ class MaskConfig:
     to the input under bfloat16 autocast (on the GPU or the CPU); the masks, the
     regularisers, the score and Adam stay in float32, and so do the validation passes.
 
-    ``convolution = "onednn"`` runs the frozen CNN's 3D convolutions in the mask steps
-    through oneDNN on the CPU, which PyTorch leaves for a slower kernel at mini-batch 1
-    (:mod:`neuromask.models.cpu_convolution`); the masks then differ from ``"auto"``'s
-    at the level of float rounding.
+    ``convolution = "onednn"`` (the default since round 24) runs the frozen CNN's 3D
+    convolutions in the mask steps through oneDNN on the CPU, which PyTorch leaves for a
+    slower kernel at mini-batch 1 (:mod:`neuromask.models.cpu_convolution`); the masks
+    then differ from ``"auto"``'s at the level of float rounding. On a GPU it changes
+    nothing.
+
+    Round 24 made these epochs (12 + 6 at the first area, 6 + 6 at each larger one) and
+    oneDNN the defaults (F12): judged on the mean of two mask seeds on four fresh tuning
+    cohorts (round 22) and then on the localisation suite's six cohorts, they kept the
+    previous defaults' scores at 0.63 of their summed time. Preset ``group-r23`` keeps
+    round 23's defaults (20 + 10 epochs, 10 at each larger area, PyTorch's choice of
+    kernel; docs/mask_levers.md, round 24).
 
     ``batch_size = 0`` (session masks only) optimises as many masks at once as the
     device's free memory holds (:mod:`neuromask.explain.batch_size`; 1 on the CPU).
@@ -159,7 +167,7 @@ class MaskConfig:
     mu: float = 1.0
     score: str = "logit"
     size_epsilon: float = 1e-2
-    max_epochs: int = 20
+    max_epochs: int = 12
     patience: int = 5
     tolerance: float = 0.05
     batch_size: int = 1
@@ -175,12 +183,12 @@ class MaskConfig:
     step_scaling: str = "voxel"
     larger_areas: tuple[float, ...] = (0.03, 0.04, 0.06)
     fooled_below: float = 0.05
-    larger_area_epochs: int = 10
+    larger_area_epochs: int = 6
     larger_area_gain: float = 0.0
     larger_area_skip_above: float = 0.1
     precision: str = "float32"
-    convolution: str = "auto"
-    refine_epochs: int = 10
+    convolution: str = "onednn"
+    refine_epochs: int = 6
     refine_dilation: int = 2
     refine_lambda2: float = 2e-3
     refine_area: float = 0.0
