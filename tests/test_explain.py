@@ -99,6 +99,7 @@ def test_bad_hyperparameters_are_refused():
         {"area_weight": 0.0},
         {"step_scaling": "pixel"},
         {"patience": 0},
+        {"validate_every": 0},
         {"larger_areas": (0.04, 0.03)},
         {"fooled_below": 1.0},
     ):
@@ -151,10 +152,17 @@ def test_group_mask_finds_the_planted_block_and_fools_the_cnn(planted_model):
     assert set(np.unique(masks.numpy()[masks.numpy() > 0.95])) == {1.0}
 
 
-def test_group_mask_resumes_to_the_same_mask(planted_model, tmp_path):
+@pytest.mark.parametrize("validate_every", [1, 2])
+def test_group_mask_resumes_to_the_same_mask(planted_model, tmp_path, validate_every):
     model, train, validation = planted_model
     config = MaskConfig(
-        max_epochs=5, patience=5, batch_size=4, seed=3, reference="constant", refine_epochs=0
+        max_epochs=5,
+        patience=5,
+        batch_size=4,
+        seed=3,
+        reference="constant",
+        refine_epochs=0,
+        validate_every=validate_every,
     )
     straight, _ = MeaningfulPerturbation(model, config).attribute(train, 1, validation=validation)
 
@@ -172,6 +180,46 @@ def test_group_mask_resumes_to_the_same_mask(planted_model, tmp_path):
     )
     assert torch.equal(straight, resumed)
     assert len(result.history) == 5
+
+
+def test_validate_every_judges_every_nth_epoch_and_the_last(planted_model, monkeypatch):
+    """With ``validate_every = 3`` over 7 epochs the validation pass runs after epochs 3,
+    6 and 7 only; the mask's path is that of judging every epoch, and the mask kept is
+    the best of the judged epochs."""
+    import neuromask.explain.group as group
+
+    model, train, validation = planted_model
+    common = dict(
+        max_epochs=7,
+        patience=10,
+        batch_size=4,
+        seed=3,
+        reference="constant",
+        refine_epochs=0,
+        larger_areas=(),
+        lambda1=1e-3,
+    )
+    every = MeaningfulPerturbation(model, MaskConfig(**common)).attribute(
+        train, 1, validation=validation
+    )[1]
+    passes = []
+    evaluate = group.evaluate_group_mask
+    monkeypatch.setattr(
+        group, "evaluate_group_mask", lambda *a, **k: passes.append(1) or evaluate(*a, **k)
+    )
+    config = MaskConfig(**common, validate_every=3)
+    masks, third = MeaningfulPerturbation(model, config).attribute(train, 1, validation=validation)
+    assert len(passes) == 3
+    judged = third.history["validation_total"].notna()
+    assert third.history.loc[judged, "epoch"].tolist() == [2, 5, 6]
+    assert np.array_equal(third.history["train_total"], every.history["train_total"])
+    assert np.allclose(
+        third.history.loc[judged, "validation_total"],
+        every.history.loc[judged, "validation_total"],
+    )
+    assert third.best_epoch == int(third.history["validation_total"].idxmin())
+    if third.best_epoch != every.best_epoch:  # the best epoch of all was not judged
+        assert every.best_epoch not in (2, 5, 6)
 
 
 def test_session_masks_batched_equal_one_by_one(planted_model):

@@ -39,7 +39,7 @@ _COMMON = [
         "score, margin, area, area_weight, upsample, refine_epochs, refine_dilation, "
         "refine_lambda2, refine_area, refine_min_voxels, refine_below, score_normalisation, "
         "score_gradient, floor_above, halo_sigma, halo_depth, trace_depth, jitter, reference, "
-        "step_scaling, precision, convolution, max_epochs, patience, tolerance, batch_size, "
+        "step_scaling, precision, convolution, max_epochs, patience, tolerance, validate_every, batch_size, "
         "restrict_to_brain, seed, size_epsilon, keep_above, larger_areas, fooled_below, "
         "larger_area_epochs, larger_area_gain, larger_area_skip_above; "
         "see the "

@@ -157,6 +157,12 @@ class MaskConfig:
     ``tolerance`` (relative) counts against ``patience``; after ``patience`` such epochs in
     a row the optimisation stops and the best mask is kept. Values above ``keep_above``
     are then set to 1.
+
+    ``validate_every`` (group masks): the mask is judged (its validation loss and
+    P(target) computed, early stopping updated, the mask kept if it is the best so far)
+    after every ``validate_every``-th epoch of a stage and after the stage's last, so
+    that ``patience`` counts judged epochs. 1, the default: after every epoch. The
+    validation pass is a forward pass over every validation image.
     """
 
     beta1: float = 0.1
@@ -170,6 +176,7 @@ class MaskConfig:
     max_epochs: int = 12
     patience: int = 5
     tolerance: float = 0.05
+    validate_every: int = 1
     batch_size: int = 1
     keep_above: float = 0.95
     restrict_to_brain: bool = True
@@ -294,6 +301,8 @@ class MaskConfig:
         for name in ("max_epochs", "patience"):
             if getattr(self, name) < 1:
                 raise bad(name, "at least 1")
+        if self.validate_every < 1:
+            raise bad("validate_every", "at least 1 (1: the mask is judged after every epoch)")
         if self.batch_size < 0:
             raise bad(
                 "batch_size",

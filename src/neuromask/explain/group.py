@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ from neuromask.models.inference import batched_logits
 from neuromask.progress import Bar
 
 if TYPE_CHECKING:
+    from neuromask.explain.config import MaskConfig
     from neuromask.explain.perturbation import MeaningfulPerturbation
 
 TERMS = ("size", "smoothness", "score", "total")
@@ -147,6 +148,15 @@ def _train_epoch(
     return {f"train_{k}": v / n for k, v in sums.items()}
 
 
+def judged_epoch(config: MaskConfig, epoch: int) -> bool:
+    """Whether a group mask is judged after ``epoch`` (0-based) of a stage of
+    ``config.max_epochs`` epochs: after every ``config.validate_every``-th epoch and after
+    the stage's last. Only judged epochs pay for the validation pass (without a
+    validation set, the pass over the training images for their P(target)), count
+    for early stopping and may give the mask that is kept."""
+    return (epoch + 1) % config.validate_every == 0 or epoch + 1 >= config.max_epochs
+
+
 def _monitor(
     explainer: MeaningfulPerturbation,
     state: GroupState,
@@ -206,12 +216,17 @@ def optimise_group_mask(
             break
         terms = _train_epoch(explainer, state, x, target, epoch)
         row: dict[str, Any] = {"epoch": epoch, **(terms or {})}
-        monitored = _monitor(explainer, state, row, x, validation, target) if terms else math.nan
-        if not math.isfinite(monitored):
+        if terms is None:
             _raise_nan(explainer, state, target, epoch)
-        state.history.append(row)
-        if state.stopping.update(monitored, epoch):
-            state.best_mask = state.mask.detach().clone()
+        if judged_epoch(cfg, epoch):
+            monitored = _monitor(explainer, state, row, x, validation, target)
+            if not math.isfinite(monitored):
+                _raise_nan(explainer, state, target, epoch)
+            state.history.append(row)
+            if state.stopping.update(monitored, epoch):
+                state.best_mask = state.mask.detach().clone()
+        else:
+            state.history.append(row)
         if state.stopping.should_stop:
             stopped = "early_stopping"
         state.start_epoch = epoch + 1
@@ -242,7 +257,7 @@ def _result(
 
 def _raise_nan(
     explainer: MeaningfulPerturbation, state: GroupState, target: int, epoch: int
-) -> None:
+) -> NoReturn:
     result = _result(explainer, state, target, f"nan_at_epoch_{epoch}")
     raise MaskLossNaNError(
         f"The masking loss became NaN or infinite at epoch {epoch + 1}; optimisation stopped "

@@ -33,6 +33,7 @@ def _paper(**fields: Any) -> MaskConfig:
         "max_epochs": 150,
         "patience": 5,
         "tolerance": 0.05,
+        "validate_every": 1,
         "batch_size": 1,
         "keep_above": 0.95,
         "restrict_to_brain": False,

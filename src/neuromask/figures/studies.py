@@ -52,19 +52,25 @@ def plot_mask_history(history: pd.DataFrame, out: str | os.PathLike[str], title:
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
     flat = axes.ravel()
     for ax, (term, name) in zip(flat, _TERMS, strict=False):
-        for prefix, style in (("train", "-"), ("validation", "--")):
+        for prefix, style in (("train", "-"), ("validation", "o--")):
             column = f"{prefix}_{term}"
             if column in history:
-                ax.plot(history["epoch"], history[column], style, label=prefix)
+                # judged epochs only (mask setting validate_every)
+                rows = history[["epoch", column]].dropna()
+                ax.plot(rows["epoch"], rows[column], style, label=prefix, markersize=3)
         ax.set(title=name, xlabel="epoch")
         ax.legend(fontsize=8)
     if "validation_probability" in history:
-        flat[4].semilogy(history["epoch"], history["validation_probability"].clip(lower=1e-30))
+        judged = history[["epoch", "validation_probability"]].dropna()
+        flat[4].semilogy(
+            judged["epoch"], judged["validation_probability"].clip(lower=1e-30), "o-", markersize=3
+        )
         flat[4].set(title="mean P(AD), masked validation images", xlabel="epoch")
     else:
         flat[4].set_visible(False)
     if "fraction_below_keep" in history:
-        flat[5].plot(history["epoch"], history["fraction_below_keep"])
+        judged = history[["epoch", "fraction_below_keep"]].dropna()
+        flat[5].plot(judged["epoch"], judged["fraction_below_keep"], "o-", markersize=3)
         flat[5].set(title="share of voxels with m < 0.95", xlabel="epoch")
     else:
         flat[5].set_visible(False)

@@ -41,6 +41,7 @@ ADDED_SETTINGS = {
     "larger_area_gain": 0.0,
     "larger_area_skip_above": 0.0,
     "convolution": "auto",
+    "validate_every": 1,
 }
 LADDER_SETTINGS = ("larger_area_epochs", "larger_area_gain", "larger_area_skip_above")
 
