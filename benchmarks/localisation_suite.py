@@ -280,7 +280,12 @@ def score_cohort(
     from neuromask.jobs.trained_model import TrainedModel, brain_mask_of
     from neuromask.metrics.localization import read_ground_truth
     from neuromask.models.inference import class_probabilities
+    from neuromask.runtime import tune_allocator
 
+    # the allocator as the `neuromask` command tunes it (since round 25): without it,
+    # occlusion ran at 20-30 s per 3 mm session here, about 5 s in
+    # `benchmarks/bench_mask_cost.py` (round 24)
+    tune_allocator()
     torch.set_num_threads(int(os.environ.get("SUITE_THREADS", "1")))
     folder = root / name
     cached = folder / "scores.tsv"

@@ -162,7 +162,9 @@ class MaskConfig:
     P(target) computed, early stopping updated, the mask kept if it is the best so far)
     after every ``validate_every``-th epoch of a stage and after the stage's last, so
     that ``patience`` counts judged epochs. 1, the default: after every epoch. The
-    validation pass is a forward pass over every validation image.
+    validation pass is a forward pass over every validation image. Round 25: 3 kept
+    round 22's margins on four tuning cohorts at 0.885 of the defaults' CPU time on one
+    thread, but saved little on two (docs/mask_levers.md, round 25).
     """
 
     beta1: float = 0.1
