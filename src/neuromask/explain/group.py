@@ -222,11 +222,9 @@ def optimise_group_mask(
             monitored = _monitor(explainer, state, row, x, validation, target)
             if not math.isfinite(monitored):
                 _raise_nan(explainer, state, target, epoch)
-            state.history.append(row)
             if state.stopping.update(monitored, epoch):
                 state.best_mask = state.mask.detach().clone()
-        else:
-            state.history.append(row)
+        state.history.append(row)
         if state.stopping.should_stop:
             stopped = "early_stopping"
         state.start_epoch = epoch + 1
