@@ -100,15 +100,15 @@ def main() -> None:
         lambda: attribute("occlusion", trained.model, x_val, window=window, batch_size=8)
     )
     per_session["occlusion"] = (wall / len(x_val), cpu / len(x_val))
-    print(f"occlusion, one image at a time: {wall / len(x_val):.1f} s/session "
-          f"(CPU {cpu / len(x_val):.1f} s)", flush=True)  # fmt: skip
+    print(f"occlusion, one image at a time: {wall / len(x_val):.2f} s/session "
+          f"(CPU {cpu / len(x_val):.2f} s)", flush=True)  # fmt: skip
     if not args.skip_old:
         old, wall, cpu = timed(lambda: occlusion_old_way(trained.model, x_val, window))
         per_session["occlusion before round 19"] = (wall / len(x_val), cpu / len(x_val))
         diff = float((old - new).abs().max() / new.abs().max())
         print(
-            f"occlusion, all images at once: {wall / len(x_val):.1f} s/session (CPU "
-            f"{cpu / len(x_val):.1f} s; largest difference between the maps: {diff:.1e} of "
+            f"occlusion, all images at once: {wall / len(x_val):.2f} s/session (CPU "
+            f"{cpu / len(x_val):.2f} s; largest difference between the maps: {diff:.1e} of "
             "the largest value)",
             flush=True,
         )
@@ -133,13 +133,13 @@ def main() -> None:
             f"{a['area']:.0%} ({a['p_masked']:.3f})" for a in result.areas_tried or []
         )
         print(
-            f"group mask, {label} {fields or ''}: {wall:.1f} s/session (CPU {cpu:.1f} s; "
+            f"group mask, {label} {fields or ''}: {wall:.2f} s/session (CPU {cpu:.2f} s; "
             f"{len(x_train)} sessions, {len(val.images)} validation sessions, "
             f"{len(result.history)} epochs; areas tried: {tried})",
             flush=True,
         )
         for method, (o_wall, o_cpu) in occlusions:
-            print(f"{label} / {method}: {wall / o_wall:.2f} (CPU time: {cpu / o_cpu:.2f})")
+            print(f"{label} / {method}: {wall / o_wall:.3f} (CPU time: {cpu / o_cpu:.3f})")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Usage: python benchmarks/bench_masks.py [--voxel-size 3] [--steps 10] [--sessions 8]
 
 The floor of a mask step is the frozen CNN's forward pass plus the backward pass to the
-input, on the same batch. Printed side by side, in one run:
+input, on the same batch, through the kernels of the mask's setting ``convolution`` (since
+round 27; before, PyTorch's own, so that a mask step on oneDNN could come in under it). Printed side by side, in one run:
   1. a group-mask step (`MeaningfulPerturbation.group_step`: scores and their gradient,
      the size or area and smoothness terms in closed form, Adam, projection to [0, 1])
      over the floor, for batches of 1 and 8 images, for the default mask (coarse, under
@@ -26,6 +27,7 @@ from neuromask.explain.adam import SlotAdam
 from neuromask.explain.parametrisation import MaskGrid
 from neuromask.io.grid import clinica_grid
 from neuromask.models import build_model
+from neuromask.models.cpu_convolution import onednn_convolutions
 
 
 def sync(device: torch.device) -> None:
@@ -75,9 +77,12 @@ def main() -> None:
             explainer.grid_map = MaskGrid(shape, config.upsample, brain)  # as attribute sets
             images = torch.rand(batch, 1, *shape, generator=gen).to(device)
 
-            def floor() -> None:
+            def floor(config=config) -> None:
                 x = images.clone().requires_grad_(True)
-                with autocast:
+                kernels = onednn_convolutions(
+                    config.convolution != "auto", backward=config.convolution == "onednn-backward"
+                )
+                with autocast, kernels:
                     out = model(x)
                 torch.autograd.grad(out[:, 1].float().sum(), x)
 

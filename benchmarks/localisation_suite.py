@@ -2,13 +2,15 @@
 
 Usage: python benchmarks/localisation_suite.py OUT [--cohorts NAME,NAME] [--jobs 2]
            [--masks group,group-r23,group-r13,group-r12,group-r9,group-wide,group-coarse,
-                    group-mu,group-sufficient,voxel,group-fast,group-s1,group-r23-s1]
+                    group-mu,group-sufficient,voxel,group-fast,group-s1,group-r23-s1,
+                    group-r25,group-r25-s1]
            [--rescore]
 
 Each cohort is made, quality-checked, split and trained through the `neuromask`
 command, as a user would (`synth`, `qc`, `split`, `train --split 0`; 120 subjects per
 class); its group masks too (`neuromask mask group ...`: the defaults, since round 24 F12:
-oneDNN's convolution, 12 epochs of the coarse mask and 6 of the fine stage, both again
+oneDNN's convolution (since round 27 its input gradients too), 12 epochs of the coarse
+mask and 6 of the fine stage, both again
 at 3, 4 and 6 % (6 + 6 epochs) until the mask fools the CNN; `group-r23`, round 23's
 defaults, 20 + 10 epochs and 10 + 10 at the larger areas, PyTorch's kernels;
 `group-r13`, that at 2 % only, round 13's default; `group-r12`, that without the
@@ -20,7 +22,8 @@ healthy reference; `--preset group-sufficient`, the coarse mask grown to 4 and 8
 until it fools the CNN; these three at most 40 epochs per area; `--preset voxel`, the
 voxel-level mask, capped at 40 epochs; `--preset group-fast`, round 23's defaults in
 bfloat16 with F12's epochs; `group-s1` and `group-r23-s1`, the defaults and round 23's
-at mask seed 1), on the sessions of the
+at mask seed 1; `group-r25` and `group-r25-s1`, rounds 24-26's defaults, `convolution =
+"onednn"`, at mask seeds 0 and 1), on the sessions of the
 first 24 AD subjects of split 0's training set. The baselines (occlusion with cubes of
 24 mm, integrated gradients with 16 steps, AAL2 ROI ablation) run through the library on
 the first six correctly classified validation AD sessions, which also score every map:
@@ -118,9 +121,13 @@ MASKS: dict[str, tuple[str, dict[str, object]]] = {
     # one seed's mask may differ by an ROI from another's on the same CNN (round 24)
     "group-s1": ("group", {"seed": 1}),
     "group-r23-s1": ("group-r23", {"seed": 1}),
+    # rounds 24-26's defaults: F12 with PyTorch's backward pass to the input (round 27
+    # moved the convolutions' input gradients to oneDNN)
+    "group-r25": ("group", {"convolution": "onednn"}),
+    "group-r25-s1": ("group", {"convolution": "onednn", "seed": 1}),
 }
 LABELS = {
-    "group": "mask (group, default: F12, oneDNN, 12 + 6 epochs; round 24)",
+    "group": "mask (group, default: F12, oneDNN and its input gradients, 12 + 6 epochs; round 27)",
     "group-r23": "mask (group-r23: round 23's defaults, 20 + 10 epochs)",
     "group-r13": "mask (group at 2 % only: round 13's default)",
     "group-r12": "mask (group without the gradient trace: round 12's default)",
@@ -133,6 +140,8 @@ LABELS = {
     "group-fast": "mask (group-fast: bfloat16, 12 + 6 epochs)",
     "group-s1": "mask (group, default; mask seed 1)",
     "group-r23-s1": "mask (group-r23; mask seed 1)",
+    "group-r25": "mask (group-r25: rounds 24-26's defaults, F12 with PyTorch's backward)",
+    "group-r25-s1": "mask (group-r25; mask seed 1)",
 }
 BASELINES = ("occlusion", "integrated_gradients", "roi_ablation")
 #: The ground truth itself, scored as a map (the synthetic atrophy map: how much each

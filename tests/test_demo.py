@@ -1,6 +1,6 @@
 """``neuromask demo``: the studies, the report and the closing summary.
 
-The full demo (small preset, 17 to 30 minutes on 2 cores) is measured by hand and in the README;
+The full demo (small preset, 9 to 30 minutes on 2 cores) is measured by hand and in the README;
 here it runs on the tiny study, resumed from the finished tiny study so that no job
 is repeated."""
 

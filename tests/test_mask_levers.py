@@ -68,6 +68,48 @@ def test_area_term_does_not_pick_among_ties():
     assert (grad[0, 0, 1, 1, 1:4] == 0).all()  # already at their target
 
 
+def sorted_area_term(masks: torch.Tensor, area: float, weight: float, brain: torch.Tensor):
+    """The area term as rounds 15 to 25 computed it, through a sort of the brain."""
+    values = masks.reshape(masks.shape[0], -1)[:, brain.reshape(-1)]
+    n = values.shape[1]
+    k = round(area * n)
+    ordered, order = values.sort(dim=1)
+    target = torch.ones_like(ordered)
+    target[:, :k] = 0.0
+    term = weight * (ordered - target).pow(2).mean(1)
+    for row in range(masks.shape[0]):
+        if 0 < k < n:
+            tied = ordered[row] == ordered[row, k]
+            if tied[k - 1]:
+                target[row, tied] = target[row, tied].mean()
+    grad = torch.zeros_like(masks.reshape(masks.shape[0], -1))
+    residual = (ordered - target) * (2 * weight / n)
+    grad[:, brain.reshape(-1)] = torch.zeros_like(values).scatter_(1, order, residual)
+    return term, grad.reshape(masks.shape)
+
+
+@pytest.mark.parametrize("area", [0.0, 0.02, 0.1, 0.7, 1.0])
+@pytest.mark.parametrize("kind", ["ones", "clamped", "levels", "random"])
+def test_area_term_without_the_sort_has_the_sorted_forms_gradient_bit_for_bit(area, kind):
+    """Ties at the boundary (all ones, values clamped at both ends, a few levels) and
+    none: the gradient is identical, the term equal up to rounding."""
+    gen = torch.Generator().manual_seed(3)
+    brain = torch.rand((14, 15, 13), generator=gen) > 0.4
+    raw = torch.rand((2, 1, 14, 15, 13), generator=gen)
+    masks = {
+        "ones": torch.ones_like(raw),
+        "clamped": raw.clamp(0.2, 0.9),
+        "levels": (raw * 4).round() / 4,
+        "random": raw,
+    }[kind]
+    term, grad = area_term(masks, area, 100.0, brain)
+    expected_term, expected_grad = sorted_area_term(masks, area, 100.0, brain)
+    assert torch.equal(grad, expected_grad)
+    torch.testing.assert_close(term, expected_term, rtol=1e-5, atol=1e-6)
+    by_index = area_term(masks, area, 100.0, brain.reshape(-1).nonzero()[:, 0])
+    assert torch.equal(by_index[0], term) and torch.equal(by_index[1], grad)
+
+
 def test_coarse_mask_is_smooth_keeps_the_outside_and_pulls_back_its_adjoint():
     brain = torch.zeros((1, 1, 9, 10, 11), dtype=torch.bool)
     brain[..., 1:8, 1:9, 1:10] = True
@@ -85,7 +127,17 @@ def test_coarse_mask_is_smooth_keeps_the_outside_and_pulls_back_its_adjoint():
     g = torch.randn_like(full)
     leaf = variables.clone().requires_grad_(True)
     (grid.full(leaf) * g).sum().backward()
-    assert torch.allclose(grid.pull_back(variables, g), leaf.grad)
+    assert torch.equal(grid.pull_back(variables, g), leaf.grad)  # autograd's, bit for bit
+    for factor, shape, brained in (
+        (2, (61, 73, 61), True),
+        (3, (8, 7, 10), True),
+        (2, (5, 6, 7), False),
+    ):
+        whole = MaskGrid(shape, factor, torch.rand(shape) > 0.3 if brained else None)
+        coarse = torch.rand((1, 1, *whole.coarse_shape)).requires_grad_(True)
+        g = torch.randn((1, 1, *shape))
+        (whole.full(coarse) * g).sum().backward()
+        assert torch.equal(whole.pull_back(coarse.detach(), g), coarse.grad)
     same = MaskGrid((9, 10, 11))
     assert same.is_identity and same.full(full) is full and same.pull_back(full, g) is g
 
@@ -198,12 +250,13 @@ def test_presets_are_pinned():
     assert group == MaskConfig()
     assert (group.area, group.upsample, group.max_epochs) == (0.02, 2, 12)  # round 24
     assert (group.refine_epochs, group.refine_dilation, group.refine_lambda2) == (6, 2, 2e-3)
-    assert (group.larger_area_epochs, group.convolution) == (6, "onednn")  # round 24
+    assert group.larger_area_epochs == 6  # round 24
+    assert group.convolution == "onednn-backward"  # round 27 (rounds 24-26: "onednn")
     # round 23's defaults: the group defaults but for round 24's four fields; the
     # presets made before round 24 are compared with them below
     round_23 = mask_preset("group-r23")
     f12 = {"max_epochs": 12, "refine_epochs": 6, "larger_area_epochs": 6}
-    assert dataclasses.replace(round_23, **f12, convolution="onednn") == group
+    assert dataclasses.replace(round_23, **f12, convolution="onednn-backward") == group
     assert (round_23.max_epochs, round_23.refine_epochs) == (20, 10)
     assert (round_23.larger_area_epochs, round_23.convolution) == (10, "auto")
     small = mask_preset("small-cohort")  # follows the defaults but for its early stopping

@@ -32,7 +32,7 @@ def demo(
     out: Path, config_name: str, truth: Path | None, device: str, overwrite: bool, quiet: bool
 ) -> None:
     """Run the whole method into OUT, on two synthetic 3 mm cohorts with known atrophy
-    (17 to 30 minutes on 2 CPU cores): synthesis, quality check and matched split, CNN
+    (9 to 30 minutes on 2 CPU cores): synthesis, quality check and matched split, CNN
     training over folds and runs, group masks on both cohorts, session masks, the
     mask-hyperparameter grid, every study, and the HTML report. Ends with the CNN's
     balanced accuracies and the ROIs the group mask found next to the ground truth.

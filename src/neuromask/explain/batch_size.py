@@ -67,7 +67,7 @@ def _cuda_step_peak(
         masks = explainer.grid_map.full(variables)
         mu = explainer.fill_of(x, indices=list(range(b)))
         _, _, grad = score_and_gradient(explainer.model, x, masks, explainer.config, target, mu)
-        regularisers(masks, explainer.config, explainer.area_brain)
+        regularisers(masks, explainer.config, explainer.area_indices)
         explainer.grid_map.pull_back(variables, grad)
         torch.cuda.synchronize(device)
         used = torch.cuda.max_memory_allocated(device) - before

@@ -137,11 +137,19 @@ class MaskConfig:
     to the input under bfloat16 autocast (on the GPU or the CPU); the masks, the
     regularisers, the score and Adam stay in float32, and so do the validation passes.
 
-    ``convolution = "onednn"`` (the default since round 24) runs the frozen CNN's 3D
+    ``convolution = "onednn"`` (the default in rounds 24 to 26) runs the frozen CNN's 3D
     convolutions in the mask steps through oneDNN on the CPU, which PyTorch leaves for a
     slower kernel at mini-batch 1 (:mod:`neuromask.models.cpu_convolution`); the masks
-    then differ from ``"auto"``'s at the level of float rounding. On a GPU it changes
-    nothing.
+    then differ from ``"auto"``'s at the level of float rounding. Its 3D max pooling
+    runs its forward pass on a channels-last copy, which gives the same values and
+    gradient bit for bit, faster. ``"onednn-backward"`` (the default since round 27)
+    also computes the input gradient of the stride-1 convolutions through oneDNN, as a
+    convolution with flipped kernels, where PyTorch's backward takes its native kernel
+    again; its masks differ from ``"onednn"``'s at the level of float rounding. Judged
+    on eight fresh tuning cohorts (rounds 26 and 27, the second time on three mask
+    seeds) and then on the localisation suite's six cohorts, it kept the defaults'
+    margins at 0.68 to 0.71 of their CPU time (docs/mask_levers.md). On a GPU neither
+    value changes anything.
 
     Round 24 made these epochs (12 + 6 at the first area, 6 + 6 at each larger one) and
     oneDNN the defaults (F12): judged on the mean of two mask seeds on four fresh tuning
@@ -196,7 +204,7 @@ class MaskConfig:
     larger_area_gain: float = 0.0
     larger_area_skip_above: float = 0.1
     precision: str = "float32"
-    convolution: str = "onednn"
+    convolution: str = "onednn-backward"
     refine_epochs: int = 6
     refine_dilation: int = 2
     refine_lambda2: float = 2e-3

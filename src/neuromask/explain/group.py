@@ -106,7 +106,7 @@ def evaluate_group_mask(
         probabilities.append(torch.softmax(logits, dim=1)[:, target].cpu())
     with torch.no_grad():
         size_t, smooth_t, _ = regularisers(
-            mask, cfg, explainer.area_brain
+            mask, cfg, explainer.area_indices
         )  # once: the mask is shared
     size, smooth = float(size_t[0]), float(smooth_t[0])
     score = float(torch.cat(scores).mean()) * explainer.score_scale

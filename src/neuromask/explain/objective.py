@@ -42,6 +42,16 @@ def smoothness_term(masks: torch.Tensor, beta2: float) -> torch.Tensor:
     return total
 
 
+def _kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th smallest value of each row (1-based), kept as a column, through the
+    shorter of the two partial selections (``topk`` is several times faster than
+    ``kthvalue`` on the CPU when k is a small share of the row)."""
+    n = values.shape[1]
+    if k <= n - k + 1:
+        return values.topk(k, dim=1, largest=False).values.amax(1, keepdim=True)
+    return values.topk(n - k + 1, dim=1).values.amin(1, keepdim=True)
+
+
 def area_term(
     masks: torch.Tensor, area: float, weight: float, brain: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,29 +66,43 @@ def area_term(
     of the ties. Otherwise the sort would hand the deletion to whichever tied voxels it
     lists first. Every voxel starts at m = 1, so at the first step that is a block in
     memory order, which the optimiser then keeps: measured on a CNN that a 5 % deletion
-    did not fool, the mask was a box."""
+    did not fool, the mask was a box.
+
+    A voxel's target depends only on how its value compares with the value at the
+    boundary, so a partial selection of that value replaces a sort of the brain (round
+    26): the gradient is the sorted form's bit for bit (tested), the term equal up to
+    the order of its sum. ``brain``: a boolean mask of the grid, or its flat indices."""
     b = masks.shape[0]
     flat = masks.reshape(b, -1)
-    inside = (
-        torch.arange(flat.shape[1], device=masks.device)
-        if brain is None
-        else torch.nonzero(brain.reshape(-1), as_tuple=True)[0]
-    )
+    if brain is None:
+        inside = torch.arange(flat.shape[1], device=masks.device)
+    elif brain.dtype == torch.bool:
+        inside = torch.nonzero(brain.reshape(-1), as_tuple=True)[0]
+    else:  # already the brain's flat indices
+        inside = brain
     values = flat[:, inside]
     n = values.shape[1]
     k = int(round(area * n))
-    ordered, order = values.sort(dim=1)
-    target = torch.ones_like(ordered)
-    target[:, :k] = 0.0
-    term = weight * (ordered - target).pow(2).mean(1)
-    if 0 < k < n:
+    if k >= n:
+        target = torch.zeros_like(values)
+        term = weight * values.pow(2).mean(1)
+    else:
+        boundary = _kth_smallest(values, k + 1)
+        below, tied = values < boundary, values == boundary
+        lo = below.sum(1)
+        hi = lo + tied.sum(1)
+        # the sorted form's 0/1 target: 0 below the boundary's value, 1 above it, and
+        # within the tied group 0 at its k - lo positions before k, 1 at the others
+        target = (~below).to(values.dtype)
+        swapped = (k - lo).to(values.dtype) * (boundary[:, 0] * 2 - 1)  # c^2 - (c - 1)^2
+        term = weight * ((values - target).pow(2).sum(1) + swapped) / n
         for row in range(b):
-            tied = ordered[row] == ordered[row, k]
-            if tied[k - 1]:  # the boundary falls inside a group of equal values
-                target[row, tied] = target[row, tied].mean()
+            if int(lo[row]) < k:  # the boundary falls inside the group: its mean target
+                group = torch.ones(int(hi[row] - lo[row]), dtype=values.dtype)
+                group[: k - int(lo[row])] = 0.0
+                target[row, tied[row]] = group.mean().to(values.device)
     grad = torch.zeros_like(flat)
-    residual = (ordered - target) * (2 * weight / n)
-    grad[:, inside] = torch.zeros_like(values).scatter_(1, order, residual)
+    grad[:, inside] = (values - target) * (2 * weight / n)
     return term, grad.reshape(masks.shape)
 
 
@@ -161,9 +185,9 @@ def score_and_gradient(
     input, then the chain rule d(m X + (1 - m) mu)/dm = X - mu. With one mask shared by
     the batch (group mode), the gradient is summed over the images. With
     ``config.precision = "bfloat16"`` the CNN runs under bfloat16 autocast; the logits,
-    the score and the gradient come back in float32. With ``config.convolution =
-    "onednn"`` its 3D convolutions on the CPU run through oneDNN
-    (:mod:`neuromask.models.cpu_convolution`).
+    the score and the gradient come back in float32. With ``config.convolution`` other
+    than ``"auto"`` its 3D convolutions on the CPU run through oneDNN (with
+    ``"onednn-backward"`` their input gradients too; :mod:`neuromask.models.cpu_convolution`).
     """
     mu = config.mu if mu is None else mu
     delta = images - mu
@@ -171,7 +195,9 @@ def score_and_gradient(
     mixed = config.precision == "bfloat16"
     with (
         torch.autocast(device_type=perturbed.device.type, dtype=torch.bfloat16, enabled=mixed),
-        onednn_convolutions(config.convolution == "onednn"),
+        onednn_convolutions(
+            config.convolution != "auto", backward=config.convolution == "onednn-backward"
+        ),
     ):
         logits = model(perturbed)
     if mixed:

@@ -1,17 +1,16 @@
 """Meaningful perturbation in 3D: optimised masks that stop a frozen CNN from recognising
 a class (Fong & Vedaldi 2017, extended to 3D volumes as in the paper).
 
-Used like a Captum attribution method: the model goes to the constructor, the images to
-:meth:`MeaningfulPerturbation.attribute`::
+Used like a Captum attribution method (the model to the constructor, the images to
+:meth:`MeaningfulPerturbation.attribute`)::
 
     explainer = MeaningfulPerturbation(model, mask_preset("group"))
     masks, result = explainer.attribute(images, target=1, validation=val_images)
 
 ``mode="group"`` trains one mask shared by all images (returned with a batch size of 1,
 broadcastable against the inputs, :mod:`neuromask.explain.group`); ``mode="session"``
-trains one mask per image (returned shaped like the inputs,
-:mod:`neuromask.explain.sessions`). The result holds the raw masks, the history and
-every setting.
+one mask per image (returned shaped like the inputs, :mod:`neuromask.explain.sessions`).
+The result holds the raw masks, the history and every setting.
 """
 
 from __future__ import annotations
@@ -48,8 +47,7 @@ class PerturbationResult:
 
     ``masks``: thresholded (values above ``config.keep_above`` set to 1); ``raw_masks``:
     before thresholding. Group mode: (1, 1, X, Y, Z); session mode: (N, 1, X, Y, Z).
-    ``history``: one row per epoch (group) or per session (session mode).
-    """
+    ``history``: one row per epoch (group) or per session (session mode)."""
 
     masks: torch.Tensor
     raw_masks: torch.Tensor
@@ -319,10 +317,9 @@ class MeaningfulPerturbation:
         :class:`~neuromask.explain.parametrisation.MaskGrid`) on a batch of images.
 
         ``shift``: voxels by which the images (and a reference image) are rolled against
-        the mask for this step (jitter). ``step``: (epoch, batch), which keys the draw of
-        a healthy reference. Returns the size and smoothness terms, the per-image scores
-        and the loss (before the step). A non-finite loss leaves the mask untouched.
-        """
+        the mask (jitter). ``step``: (epoch, batch), which keys the draw of a healthy
+        reference. Returns the size and smoothness terms, the per-image scores and the
+        loss (before the step). A non-finite loss leaves the mask untouched."""
         cfg = self.config
         full = self.grid_map.full(mask)
         mu = self.fill_of(images, step=step)
@@ -332,7 +329,7 @@ class MeaningfulPerturbation:
                 mu = torch.roll(mu, shift, dims=(2, 3, 4))
         score, _, score_grad = score_and_gradient(self.model, images, full, cfg, target, mu)
         score = score * self.score_scale
-        size, smooth, grad = regularisers(full, cfg, self.area_brain)
+        size, smooth, grad = regularisers(full, cfg, self.area_indices)
         loss = size[0] + smooth[0] + score.mean()
         if torch.isfinite(loss):
             grad.add_(score_grad, alpha=self.score_scale / images.shape[0])
@@ -362,6 +359,14 @@ class MeaningfulPerturbation:
     def area_brain(self) -> torch.Tensor | None:
         """The voxels over which an area constraint counts (the brain, when restricted)."""
         return self.brain if self.config.restrict_to_brain else None
+
+    @property
+    def area_indices(self) -> torch.Tensor | None:
+        """:attr:`area_brain` as flat indices (the regularisers' form), found once a brain."""
+        brain = self.area_brain
+        if brain is not None and getattr(self, "_indices_of", None) is not brain:
+            self._indices_of, self._indices = brain, brain.reshape(-1).nonzero()[:, 0]
+        return None if brain is None else self._indices
 
     @torch.no_grad()
     def project(self, masks: torch.Tensor) -> None:

@@ -143,7 +143,8 @@ _FAST: dict[str, Any] = {
 #: epochs, then refined at the images' resolution inside its region for at most 6;
 #: both again at 3, 4 and 6 % until the mask fools the CNN, each larger area's coarse
 #: stage for at most 6 epochs, skipping the next area after one that leaves P(AD) at
-#: 0.1 or more; oneDNN's convolution on the CPU). ``group-r23``: round 23's defaults
+#: 0.1 or more; oneDNN's convolutions and their input gradients on the CPU, since round
+#: 27). ``group-r23``: round 23's defaults
 #: (20 + 10 epochs, 10 at each larger area, PyTorch's choice of kernel), the defaults
 #: that the suite measured F12 against in round 24; the presets below were made before
 #: round 24 and keep those values where they do not set their own, but ``small-cohort``.
@@ -163,7 +164,8 @@ _FAST: dict[str, Any] = {
 #: patience 200, at most 5,000 epochs, tolerance 0.01). ``small-cohort``: the group
 #: defaults with the paper's early stopping for the smaller independent cohort (patience
 #: 25, at most 300 epochs of the coarse stage; since round 24, with the defaults' fine and
-#: larger-area epochs and oneDNN). ``session``: one mask per session,
+#: larger-area epochs and oneDNN, since round 27 its input gradients too). ``session``:
+#: one mask per session,
 #: voxel-level (the area constraint was not measured on single sessions), with the
 #: paper's early stopping (no validation set, patience 200, at most 5,000 epochs,
 #: tolerance 0.01) and the voxel weights. The paper multiplies its group weights by 100

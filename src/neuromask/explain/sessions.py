@@ -72,7 +72,7 @@ def _step(
     scales = torch.tensor([slots[s].scale for s in active], device=score.device)  # type: ignore[union-attr]
     score = score * scales
     score_grad.mul_(scales.reshape(-1, *[1] * (score_grad.dim() - 1)))
-    size, smooth, grad = regularisers(current, explainer.config, explainer.area_brain)
+    size, smooth, grad = regularisers(current, explainer.config, explainer.area_indices)
     grad.add_(score_grad)
     full_grad = torch.zeros_like(masks)
     full_grad[active] = explainer.grid_map.pull_back(variables, grad)
