@@ -27,7 +27,7 @@ from neuromask.explain.adam import SlotAdam
 from neuromask.explain.parametrisation import MaskGrid
 from neuromask.io.grid import clinica_grid
 from neuromask.models import build_model
-from neuromask.models.cpu_convolution import onednn_convolutions
+from neuromask.models.cpu_convolution import kernels_of
 
 
 def sync(device: torch.device) -> None:
@@ -79,10 +79,7 @@ def main() -> None:
 
             def floor(config=config) -> None:
                 x = images.clone().requires_grad_(True)
-                kernels = onednn_convolutions(
-                    config.convolution != "auto", backward=config.convolution == "onednn-backward"
-                )
-                with autocast, kernels:
+                with autocast, kernels_of(config.convolution):
                     out = model(x)
                 torch.autograd.grad(out[:, 1].float().sum(), x)
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from neuromask.explain.config import MaskConfig
-from neuromask.models.cpu_convolution import onednn_convolutions
+from neuromask.models.cpu_convolution import kernels_of
 from neuromask.models.inference import perturb  # noqa: F401  (m X + (1 - m) mu, one place)
 
 Reference = float | torch.Tensor
@@ -195,9 +195,7 @@ def score_and_gradient(
     mixed = config.precision == "bfloat16"
     with (
         torch.autocast(device_type=perturbed.device.type, dtype=torch.bfloat16, enabled=mixed),
-        onednn_convolutions(
-            config.convolution != "auto", backward=config.convolution == "onednn-backward"
-        ),
+        kernels_of(config.convolution),
     ):
         logits = model(perturbed)
     if mixed:

@@ -78,7 +78,7 @@ def _onednn(
     if isinstance(padding, str) or input.dim() != 5 or not _cpu_float32(input, weight):
         return None
     pad, strides, dilations = _triple(padding), _triple(stride), _triple(dilation)
-    if backward and _flippable(input, weight, bias, pad, strides + dilations + [groups]):
+    if backward and _flippable(input, weight, bias, pad, [*strides, *dilations, groups]):
         out: torch.Tensor = _FlippedKernelConvolution.apply(input, weight, bias, pad)
         return out
     return torch.ops.aten.mkldnn_convolution(input, weight, bias, pad, strides, dilations, groups)
@@ -198,6 +198,12 @@ class _OneDNNConvolutions(TorchFunctionMode):
         elif func is F.max_pool3d:
             out = _channels_last_max_pool(*args, **kwargs)
         return func(*args, **kwargs) if out is None else out
+
+
+def kernels_of(convolution: str) -> contextlib.AbstractContextManager[object]:
+    """The context that the mask setting ``convolution`` (one of :data:`CONVOLUTIONS`)
+    runs the frozen CNN's passes in."""
+    return onednn_convolutions(convolution != "auto", backward=convolution == "onednn-backward")
 
 
 def onednn_convolutions(
