@@ -26,7 +26,9 @@ at mask seed 1; `group-r25` and `group-r25-s1`, rounds 24-26's defaults, `convol
 "onednn"`, at mask seeds 0 and 1), on the sessions of the
 first 24 AD subjects of split 0's training set. The baselines (occlusion with cubes of
 24 mm, integrated gradients with 16 steps, AAL2 ROI ablation) run through the library on
-the first six correctly classified validation AD sessions, which also score every map:
+the first six correctly classified validation AD sessions, which also score every map;
+each runs twice, with mu = 1 and with each session's healthy version as its reference
+("(healthy reference)", since round 28: the default masks' own fill):
 
 - localisation against the ground truth (`neuromask localize`'s scores; k = the number
   of truly atrophied ROIs; voxel truth for the blob cohorts);
@@ -144,6 +146,11 @@ LABELS = {
     "group-r25-s1": "mask (group-r25; mask seed 1)",
 }
 BASELINES = ("occlusion", "integrated_gradients", "roi_ablation")
+#: The same baselines with each session's healthy version max(X, H) in place of mu = 1
+#: (the default masks' fill; image i with CN session i mod K, as the healthy curves pair
+#: them): since round 28, so that the masks' lead does not turn on the fill alone.
+HEALTHY_SUFFIX = " (healthy reference)"
+HEALTHY_BASELINES = tuple(f"{m}{HEALTHY_SUFFIX}" for m in BASELINES)
 #: The ground truth itself, scored as a map (the synthetic atrophy map: how much each
 #: voxel was thinned): what a perfect localiser gets on each score, and so whether a
 #: score measures localisation on these CNNs at all.
@@ -300,7 +307,7 @@ def score_cohort(
     cached = folder / "scores.tsv"
     done = pd.read_csv(cached, sep="\t") if cached.is_file() and not rescore else None
     have = set(done["method"]) if done is not None else set()
-    wanted = {LABELS[label] for label in labels} | set(BASELINES) | {TRUTH}
+    wanted = {LABELS[label] for label in labels} | {*BASELINES, *HEALTHY_BASELINES, TRUTH}
     complete = done is not None and wanted <= have
     if complete and (folder / "reliance.json").is_file():
         return done
@@ -355,16 +362,26 @@ def score_cohort(
                 **fills(m),
             }
         )
-    for method in BASELINES:
-        if method in have:
+    for baseline in (*BASELINES, *HEALTHY_BASELINES):
+        if baseline in have:
             continue
-        cache, timing = folder / f"baseline_{method}.npy", folder / f"baseline_{method}.seconds"
+        method = baseline.removesuffix(HEALTHY_SUFFIX)
+        reference = healthy.paired(x, range(len(x))) if baseline != method else None
+        stem = f"baseline_{method}" + ("_healthy" if reference is not None else "")
+        cache, timing = folder / f"{stem}.npy", folder / f"{stem}.seconds"
         if not cache.is_file():
             tic = time.perf_counter()
-            maps = attribute(method, trained.model, x, atlas_labels=atlas.labels, window=window)
+            maps = attribute(
+                method,
+                trained.model,
+                x,
+                reference=reference,
+                atlas_labels=atlas.labels,
+                window=window,
+            )
             timing.write_text(f"{time.perf_counter() - tic:.1f}")
             np.save(cache, maps.abs().mean(0)[0].numpy())
-        rows.append(row(method, np.load(cache), float(timing.read_text()), float("nan")))
+        rows.append(row(baseline, np.load(cache), float(timing.read_text()), float("nan")))
     if TRUTH not in have:
         atrophy = load_volume(folder / "synth" / "ground_truth" / "atrophy_map.nii.gz", grid)[0]
         rows.append(row(TRUTH, atrophy, float("nan"), float("nan")))

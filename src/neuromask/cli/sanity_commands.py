@@ -16,10 +16,23 @@ from neuromask.cli.options import (
     quiet_option,
     top_option,
 )
-from neuromask.jobs.sanity_maps import SanityConfig
+from neuromask.jobs.sanity_maps import BASELINE_REFERENCES, SanityConfig
 
 #: The library's defaults, shown and used by the command.
 _SANITY = SanityConfig()
+#: The printed table's column names.
+_SHORT = {
+    "roi_precision_at_k": "prec@k",
+    "roi_recall_at_k": "rec@k",
+    "voxel_auc": "AUC",
+    "mass_accuracy": "mass",
+    "inter_subject_similarity": "inter",
+    "similarity_randomised": "random",
+    "similarity_shuffled": "shuffled",
+    "passes_randomisation": "passes",
+    "seconds": "s",
+    "peak_memory_mb": "MB",
+}
 
 
 def _shuffled_test(model_dir: Path, shuffled: bool) -> bool:
@@ -83,6 +96,15 @@ def _shuffled_test(model_dir: Path, shuffled: bool) -> bool:
 )
 @click.option("--ig-steps", type=int, default=_SANITY.ig_steps, help="Integrated-gradients steps.")
 @click.option(
+    "--baseline-reference",
+    type=click.Choice(BASELINE_REFERENCES),
+    default=_SANITY.baseline_reference,
+    show_default=True,
+    help="What occlusion and ROI ablation put where they remove, and where integrated "
+    "gradients start: mu (1, the paper's fill) or healthy (each image's healthy version "
+    "max(X, H) from the CNN's CN training sessions, the default masks' fill).",
+)
+@click.option(
     "--shuffled/--no-shuffled",
     default=_SANITY.shuffled,
     help="Also train a CNN on shuffled labels (the data-randomisation test).",
@@ -113,6 +135,7 @@ def sanity(
     session_epochs: int,
     window: int,
     ig_steps: int,
+    baseline_reference: str,
     shuffled: bool,
     shuffled_epochs: int,
     seed: int,
@@ -149,6 +172,7 @@ def sanity(
         shuffled_epochs=shuffled_epochs,
         seed=seed,
         mask_settings=read_toml(mask_config) if mask_config is not None else {},
+        baseline_reference=baseline_reference,
     )
     if mask_config is not None:
         config.group_mask_config(source=str(mask_config))  # errors name the file
@@ -162,18 +186,7 @@ def sanity(
         overwrite=overwrite,
         progress=not quiet,
     )
-    short = {
-        "roi_precision_at_k": f"prec@{k}",
-        "roi_recall_at_k": f"rec@{k}",
-        "voxel_auc": "AUC",
-        "mass_accuracy": "mass",
-        "inter_subject_similarity": "inter",
-        "similarity_randomised": "random",
-        "similarity_shuffled": "shuffled",
-        "passes_randomisation": "passes",
-        "seconds": "s",
-        "peak_memory_mb": "MB",
-    }
+    short = {**_SHORT, "roi_precision_at_k": f"prec@{k}", "roi_recall_at_k": f"rec@{k}"}
     shown = result.table[[c for c in ["method", *short] if c in result.table.columns]]
     print_table(shown.rename(columns=short), title=f"Explanations of {model_dir}")
     console.print(

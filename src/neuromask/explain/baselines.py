@@ -11,6 +11,12 @@ returns one map per image, shaped like the inputs (N, 1, X, Y, Z), for the targe
 - ``roi_ablation``: each atlas ROI set to μ in turn (one forward pass per ROI); the
   drop in score is spread over the ROI's voxels.
 
+The last three accept a ``reference`` per image instead of μ: with each image's
+healthy version max(X, H) (``neuromask.explain.reference``, the default masks' fill),
+occlusion and ROI ablation put healthy tissue where they remove, and integrated
+gradients integrate from the healthy version, so that a comparison with the masks
+does not turn on the fill alone.
+
 Signed maps (integrated gradients, occlusion, ablation) keep their sign; ``localize``
 scores |a|.
 """
@@ -32,6 +38,8 @@ from neuromask.errors import NeuromaskError, ParameterError
 METHODS = ("saliency", "grad_cam", "integrated_gradients", "occlusion", "roi_ablation")
 #: The methods that run the CNN on perturbed copies of each image.
 PERTURBING = ("occlusion", "roi_ablation")
+#: The methods that compare each image with a reference (μ, or ``reference``).
+REFERENCED = ("integrated_gradients", "occlusion", "roi_ablation")
 
 T = TypeVar("T")
 
@@ -78,6 +86,7 @@ def attribute(
     target: int = 1,
     *,
     mu: float = 1.0,
+    reference: torch.Tensor | None = None,
     atlas_labels: np.ndarray | None = None,
     n_steps: int = 16,
     window: int = 4,
@@ -88,12 +97,12 @@ def attribute(
     ``batch_size``: the most images in one forward pass of the CNN. Occlusion and ROI
     ablation perturb one image at a time, ``batch_size`` copies per pass (Captum puts
     that many copies of every image it is given in one pass: before round 19, 48 images
-    for 6, a pass whose memory grew with the number of images)."""
-    if method not in METHODS:
-        raise ParameterError(f"Unknown method {method!r}; valid: {', '.join(METHODS)}")
-    if batch_size < 1 or (method == "occlusion" and window < 1):
-        name, value = ("batch_size", batch_size) if batch_size < 1 else ("window", window)
-        raise ParameterError(f"{name} must be at least 1, got {value}")
+    for 6, a pass whose memory grew with the number of images).
+
+    ``reference``: one reference image per image (shaped like ``images``), in place of
+    the constant ``mu``, for the methods of :data:`REFERENCED`; e.g. each image's healthy
+    version, ``HealthyReference(cn_sessions, device).paired(images, range(len(images)))``."""
+    _check_arguments(method, images, reference, batch_size, window)
     attr = require_captum()
     model.eval()
     for p in model.parameters():
@@ -103,12 +112,15 @@ def attribute(
     per_pass = 1 if method in PERTURBING else batch_size
     for start in range(0, x.shape[0], per_pass):
         batch = x[start : start + per_pass].clone().requires_grad_(method != "roi_ablation")
+        fill: float | torch.Tensor = (
+            mu if reference is None else reference[start : start + per_pass].float().to(x.device)
+        )
         if method == "saliency":
             a = attr.Saliency(model).attribute(batch, target=target, abs=True)
         elif method == "integrated_gradients":
             a = attr.IntegratedGradients(model).attribute(
                 batch,
-                baselines=mu,
+                baselines=fill,
                 target=target,
                 n_steps=n_steps,
                 internal_batch_size=batch_size,
@@ -125,32 +137,71 @@ def attribute(
                 batch,
                 sliding_window_shapes=(1, window, window, window),
                 strides=(1, window, window, window),
-                baselines=mu,
+                baselines=fill,
                 target=target,
                 perturbations_per_eval=batch_size,
             )
         else:
-            if atlas_labels is None:
-                raise ParameterError("roi_ablation needs the atlas labels on the image grid")
-            labels = torch.as_tensor(np.asarray(atlas_labels, dtype=np.int64))
-            if tuple(labels.shape) != tuple(batch.shape[2:]):
-                raise ParameterError(
-                    f"atlas grid {tuple(labels.shape)} differs from the images' {tuple(batch.shape[2:])}"
-                )
-            with torch.no_grad():
-                a = attr.FeatureAblation(model).attribute(
-                    batch,
-                    target=target,
-                    baselines=mu,
-                    feature_mask=labels[None, None].expand_as(batch),
-                    perturbations_per_eval=batch_size,
-                )
-            # FeatureAblation gives every voxel of a ROI the ROI's drop; spread it.
-            counts = torch.bincount(labels.ravel()).float()
-            a = a / counts[labels].clamp_min(1)[None, None]
-            a[:, :, labels == 0] = 0.0
+            a = _roi_ablation(attr, model, batch, target, fill, atlas_labels, batch_size)
         out.append(a.detach().float())
     return torch.cat(out)
+
+
+def _check_arguments(
+    method: str,
+    images: torch.Tensor,
+    reference: torch.Tensor | None,
+    batch_size: int,
+    window: int,
+) -> None:
+    if method not in METHODS:
+        raise ParameterError(f"Unknown method {method!r}; valid: {', '.join(METHODS)}")
+    if reference is not None:
+        if method not in REFERENCED:
+            raise ParameterError(
+                f"{method} takes no reference; reference applies to {', '.join(REFERENCED)}"
+            )
+        if tuple(reference.shape) != tuple(images.shape):
+            raise ParameterError(
+                f"reference shape {tuple(reference.shape)} differs from the images' "
+                f"{tuple(images.shape)}"
+            )
+    if batch_size < 1 or (method == "occlusion" and window < 1):
+        name, value = ("batch_size", batch_size) if batch_size < 1 else ("window", window)
+        raise ParameterError(f"{name} must be at least 1, got {value}")
+
+
+def _roi_ablation(
+    attr,
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    target: int,
+    fill: float | torch.Tensor,
+    atlas_labels: np.ndarray | None,
+    batch_size: int,
+) -> torch.Tensor:
+    """Each atlas ROI of ``batch`` (one image) set to ``fill`` in turn; the drop in score
+    spread over the ROI's voxels."""
+    if atlas_labels is None:
+        raise ParameterError("roi_ablation needs the atlas labels on the image grid")
+    labels = torch.as_tensor(np.asarray(atlas_labels, dtype=np.int64))
+    if tuple(labels.shape) != tuple(batch.shape[2:]):
+        raise ParameterError(
+            f"atlas grid {tuple(labels.shape)} differs from the images' {tuple(batch.shape[2:])}"
+        )
+    with torch.no_grad():
+        a = attr.FeatureAblation(model).attribute(
+            batch,
+            target=target,
+            baselines=fill,
+            feature_mask=labels[None, None].expand_as(batch),
+            perturbations_per_eval=batch_size,
+        )
+    # FeatureAblation gives every voxel of a ROI the ROI's drop; spread it.
+    counts = torch.bincount(labels.ravel()).float()
+    a = a / counts[labels].clamp_min(1)[None, None]
+    a[:, :, labels == 0] = 0.0
+    return a
 
 
 @dataclass

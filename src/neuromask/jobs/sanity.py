@@ -237,13 +237,23 @@ def _truth_settings(ground_truth: GroundTruth | None) -> dict[str, Any]:
     }
 
 
+def _job_settings(config: SanityConfig) -> dict[str, Any]:
+    """The settings that mark a sanity folder: ``baseline_reference`` only when it is not
+    "mu", the value every job ran before it existed, so that those folders still resume."""
+    settings = to_mapping(config)
+    if settings.get("baseline_reference") == "mu":
+        del settings["baseline_reference"]
+    return settings
+
+
 def healthy_sessions(
     trained: TrainedModel, config: SanityConfig, cache_dir: str | os.PathLike[str] | None
 ) -> np.ndarray | None:
     """The CN training sessions that the default group mask restores deleted voxels
-    from (every CNN of the cascade is explained with the trained CNN's), or None when
-    the mask does not use them."""
-    if MASK not in config.methods or mask_preset("group").reference != "healthy":
+    from, and the baselines too under ``baseline_reference = "healthy"`` (every CNN of
+    the cascade is explained with the trained CNN's), or None when nothing uses them."""
+    mask_uses = MASK in config.methods and mask_preset("group").reference == "healthy"
+    if not (mask_uses or config.needs_healthy_baselines):
         return None
     return trained.training_cn_sessions(config.seed, cache_dir=cache_dir)
 
@@ -312,7 +322,7 @@ def run_sanity(
     job = {
         "model_dir": record_path(model_dir, out),
         "truth": record_path(truth, out) if truth else None,
-        "sanity": to_mapping(config),
+        "sanity": _job_settings(config),
         "neuromask_version": neuromask.__version__,
     }
     claim = functools.partial(

@@ -14,8 +14,9 @@ import torch
 
 from neuromask.errors import ParameterError
 from neuromask.explain import MaskConfig, MeaningfulPerturbation, mask_preset
-from neuromask.explain.baselines import METHODS, Cost, attribute
+from neuromask.explain.baselines import METHODS, REFERENCED, Cost, attribute
 from neuromask.explain.presets import preset_with
+from neuromask.explain.reference import HealthyReference
 from neuromask.io.atlas import Atlas
 from neuromask.io.atomic import atomic_path
 from neuromask.io.grid import Grid
@@ -24,6 +25,8 @@ from neuromask.io.nifti import load_volume, save_volume
 MASK = "mask"
 ALL_METHODS = (MASK, *METHODS)
 AD = 1
+#: What occlusion, ROI ablation and integrated gradients compare each image with.
+BASELINE_REFERENCES = ("mu", "healthy")
 
 
 @dataclass
@@ -41,6 +44,10 @@ class SanityConfig:
     cube side and stride in voxels. ``ig_steps``: integrated gradients' steps.
     ``shuffled_epochs``: epochs of the shuffled-label CNN (0: the model's own
     ``max_epochs``). ``seed``: label permutation and layer re-initialisation.
+    ``baseline_reference``: what occlusion and ROI ablation put where they remove, and
+    where integrated gradients start: ``"mu"`` (the constant μ = 1, the paper's fill) or
+    ``"healthy"`` (each image's healthy version max(X, H), the default masks' fill;
+    image i with CN training session i mod K).
     """
 
     methods: tuple[str, ...] = ALL_METHODS
@@ -56,6 +63,7 @@ class SanityConfig:
     shuffled_epochs: int = 0
     seed: int = 0
     mask_settings: dict[str, Any] = field(default_factory=dict)
+    baseline_reference: str = "mu"
 
     def __post_init__(self) -> None:
         self.methods = tuple(self.methods)
@@ -72,6 +80,16 @@ class SanityConfig:
             raise ParameterError("images must be at least 2 (inter-subject similarity)")
         if self.window < 1 or self.ig_steps < 1 or self.shuffled_epochs < 0:
             raise ParameterError("window and ig_steps must be >= 1, shuffled_epochs >= 0")
+        if self.baseline_reference not in BASELINE_REFERENCES:
+            raise ParameterError(
+                f"baseline_reference must be one of {', '.join(BASELINE_REFERENCES)}, "
+                f"got {self.baseline_reference!r}"
+            )
+
+    @property
+    def needs_healthy_baselines(self) -> bool:
+        """Whether a baseline asked for takes each image's healthy version."""
+        return self.baseline_reference == "healthy" and any(m in REFERENCED for m in self.methods)
 
     def group_mask_config(self, source: str = "sanity mask_settings") -> MaskConfig:
         """The settings of the group masks explained (errors name ``source``)."""
@@ -108,7 +126,8 @@ def relevance_maps(
     healthy: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(group map, per-image maps or None) of ``method`` on ``images``; ``healthy``: the
-    CN training sessions of the default mask's healthy reference."""
+    CN training sessions of the healthy reference (the default mask's, and the
+    baselines' under ``baseline_reference = "healthy"``)."""
     if method == MASK:
         mask_config = config.group_mask_config()
         explainer = MeaningfulPerturbation(
@@ -116,11 +135,18 @@ def relevance_maps(
         )
         masks, _ = explainer.attribute(images.to(device), AD, mode="group")
         return 1.0 - masks[0, 0].cpu().numpy().astype(np.float64), None
+    reference = None
+    if method in REFERENCED and config.baseline_reference == "healthy":
+        if healthy is None:
+            raise ParameterError(f"baseline_reference = 'healthy': {method} needs CN sessions")
+        fill = HealthyReference(healthy, device)
+        reference = fill.paired(images.to(device), np.arange(images.shape[0]))
     maps = attribute(
         method,
         model.to(device),
         images.to(device),
         AD,
+        reference=reference,
         atlas_labels=atlas.labels,
         n_steps=config.ig_steps,
         window=config.window,
