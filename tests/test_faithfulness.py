@@ -217,3 +217,24 @@ def test_road_on_an_anatomy_imputes_the_residual_and_adds_the_anatomy_back(case,
             model, torch.as_tensor(healthy, dtype=torch.float32), relevance, brain,
             road_anatomy=anatomy[:1],
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("n_images", [2, 5])
+def test_healthy_versions_pair_image_i_with_session_i_mod_k(n_images):
+    """The healthy version of image i is max(X_i, H_(i mod K)), whether there are fewer
+    images than CN sessions or more; with no session, the error names what is missing."""
+    from neuromask.explain.reference import HealthyReference
+    from neuromask.jobs.faithfulness import healthy_versions
+
+    rng = np.random.default_rng(0)
+    sessions = rng.random((3, 4, 5, 6)).astype(np.float32)
+    images = torch.from_numpy(rng.random((n_images, 1, 4, 5, 6)).astype(np.float32))
+    got = healthy_versions(sessions, images)
+    for i in range(n_images):
+        assert torch.equal(
+            got[i, 0], torch.maximum(images[i, 0], torch.from_numpy(sessions[i % 3]))
+        )
+    full = HealthyReference(sessions, torch.device("cpu")).paired(images, range(n_images))
+    assert torch.equal(got, full)
+    with pytest.raises(ParameterError, match="needs cognitively normal sessions"):
+        healthy_versions(sessions[:0], images)

@@ -32,7 +32,11 @@ def healthy_versions(sessions: np.ndarray, images: torch.Tensor) -> torch.Tensor
     from neuromask.explain.reference import HealthyReference
 
     cpu = torch.device("cpu")
-    return HealthyReference(sessions, cpu).paired(images.to(cpu), range(len(images)))
+    n = len(images)
+    paired = np.asarray(sessions)
+    if len(paired):  # only the sessions used (none: HealthyReference says what is missing)
+        paired = paired[np.arange(n) % len(paired)]
+    return HealthyReference(paired, cpu).paired(images.to(cpu), range(n))
 
 
 def paired_sessions(sessions: np.ndarray, count: int) -> torch.Tensor:

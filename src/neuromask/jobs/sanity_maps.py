@@ -16,11 +16,11 @@ from neuromask.errors import ParameterError
 from neuromask.explain import MaskConfig, MeaningfulPerturbation, mask_preset
 from neuromask.explain.baselines import METHODS, REFERENCED, Cost, attribute
 from neuromask.explain.presets import preset_with
-from neuromask.explain.reference import HealthyReference
 from neuromask.io.atlas import Atlas
 from neuromask.io.atomic import atomic_path
 from neuromask.io.grid import Grid
 from neuromask.io.nifti import load_volume, save_volume
+from neuromask.jobs.faithfulness import healthy_versions
 
 MASK = "mask"
 ALL_METHODS = (MASK, *METHODS)
@@ -139,8 +139,7 @@ def relevance_maps(
     if method in REFERENCED and config.baseline_reference == "healthy":
         if healthy is None:
             raise ParameterError(f"baseline_reference = 'healthy': {method} needs CN sessions")
-        fill = HealthyReference(healthy, device)
-        reference = fill.paired(images.to(device), np.arange(images.shape[0]))
+        reference = healthy_versions(healthy, images).to(device)
     maps = attribute(
         method,
         model.to(device),
