@@ -280,6 +280,10 @@ def test_sanity_command_prints_the_table(tiny_model, tiny_cohort, tmp_path):
 def test_the_baselines_reference_is_checked_used_and_recorded(tiny_model, tmp_path, monkeypatch):
     with pytest.raises(Exception, match="baseline_reference must be one of mu, healthy"):
         SanityConfig(baseline_reference="zero")
+    assert not SanityConfig(methods=("mask", "saliency")).fills_differ
+    assert not SanityConfig(
+        methods=("mask", "occlusion"), mask_settings={"preset": "group-mu"}
+    ).fills_differ
     result = CliRunner().invoke(
         cli, ["sanity", str(tiny_model), str(tmp_path / "bad"), "--baseline-reference", "zero"]
     )
@@ -301,6 +305,8 @@ def test_the_baselines_reference_is_checked_used_and_recorded(tiny_model, tmp_pa
         job = json.loads((out / "sanity_job.json").read_text())["sanity"]
         # "mu" is left out of the marker: folders of earlier versions still resume
         assert job.get("baseline_reference") == (None if reference == "mu" else "healthy")
+        recorded = json.loads((out / "settings.json").read_text())["sanity"]
+        assert recorded["baseline_reference"] == reference  # written in full next to results
         for method, images, fill in seen:
             if method == "saliency" or reference == "mu":
                 assert fill is None
@@ -312,3 +318,12 @@ def test_the_baselines_reference_is_checked_used_and_recorded(tiny_model, tmp_pa
         np.load(tmp_path / "healthy" / "maps" / "trained" / "roi_ablation_rois.npy"),
         np.load(tmp_path / "mu" / "maps" / "trained" / "roi_ablation_rois.npy"),
     )
+
+
+def test_the_command_says_when_the_mask_and_the_baselines_fill_differently():
+    """The default group mask restores healthy tissue; baselines that remove with mu are
+    flagged, unless they take the healthy reference too or the mask fills with mu."""
+    assert SanityConfig(methods=("mask", "occlusion")).fills_differ
+    assert not SanityConfig(
+        methods=("mask", "occlusion"), baseline_reference="healthy"
+    ).fills_differ

@@ -193,4 +193,9 @@ def sanity(
         "inter: ROI similarity between subjects' maps; random / shuffled: ROI similarity to "
         "the fully re-initialised / shuffled-label CNN's map (a method passes below inter)."
     )
+    if config.fills_differ:
+        console.print(
+            "The group mask restores healthy tissue where it deletes; these baselines put "
+            "mu = 1 there. --baseline-reference healthy compares them under the same fill."
+        )
     console.print(f"Tables and figures in [bold]{out}[/bold]")

@@ -40,7 +40,7 @@ import torch
 import neuromask
 from neuromask.config import to_mapping
 from neuromask.errors import ParameterError
-from neuromask.explain import mask_preset
+from neuromask.explain import MaskConfig, mask_preset
 from neuromask.explain.baselines import measure, require_captum
 from neuromask.explain.randomisation import (  # noqa: F401  (old import path)
     cascade_layers,
@@ -237,6 +237,28 @@ def _truth_settings(ground_truth: GroundTruth | None) -> dict[str, Any]:
     }
 
 
+def _run_settings(
+    ctx: _Context,
+    n: int,
+    layers: list[str],
+    group_mask: MaskConfig,
+    ground_truth: GroundTruth | None,
+) -> dict[str, Any]:
+    """What settings.json adds to the job's marker: the settings in full (the marker
+    leaves ``baseline_reference = "mu"`` out), the device, the images and the CNNs."""
+    config = ctx.config
+    return {
+        "sanity": to_mapping(config),
+        "device": str(ctx.torch_device),
+        "n_images": n,
+        "cascade_layers": layers,
+        "group_mask": to_mapping(group_mask) if MASK in config.methods else None,
+        **_truth_settings(ground_truth),
+        "shuffled_cnn": _shuffled_fit(ctx.out) if config.shuffled else None,
+        "torch_version": torch.__version__,
+    }
+
+
 def _job_settings(config: SanityConfig) -> dict[str, Any]:
     """The settings that mark a sanity folder: ``baseline_reference`` only when it is not
     "mu", the value every job ran before it existed, so that those folders still resume."""
@@ -363,13 +385,7 @@ def run_sanity(
     write_tsv(cascade, out / "cascade.tsv")
     settings = {
         **job,
-        "device": str(ctx.torch_device),
-        "n_images": n,
-        "cascade_layers": [name for name, _ in layers],
-        "group_mask": to_mapping(group_mask) if MASK in config.methods else None,
-        **_truth_settings(ground_truth),
-        "shuffled_cnn": _shuffled_fit(out) if config.shuffled else None,
-        "torch_version": torch.__version__,
+        **_run_settings(ctx, n, [name for name, _ in layers], group_mask, ground_truth),
     }
     with atomic_path(out / "settings.json") as tmp:
         tmp.write_text(json.dumps(settings, indent=2))

@@ -87,6 +87,17 @@ class SanityConfig:
             )
 
     @property
+    def fills_differ(self) -> bool:
+        """Whether the group mask restores healthy tissue while the baselines asked for
+        remove with μ: a comparison under two perturbations."""
+        return (
+            MASK in self.methods
+            and self.baseline_reference == "mu"
+            and any(m in REFERENCED for m in self.methods)
+            and self.group_mask_config().reference == "healthy"
+        )
+
+    @property
     def needs_healthy_baselines(self) -> bool:
         """Whether a baseline asked for takes each image's healthy version."""
         return self.baseline_reference == "healthy" and any(m in REFERENCED for m in self.methods)
