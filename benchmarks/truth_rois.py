@@ -1,7 +1,7 @@
 """Which truly atrophied ROIs does a CNN use, and which does each map find? Per truth ROI.
 
     python benchmarks/truth_rois.py COHORT [COHORT ...] [--maps mask-group,...]
-           [--threads 2]
+           [--threads 2] [--figure OUT.png]
 
 COHORT is a cohort folder of the localisation suite (``synth/``, ``split/``,
 ``models/split-0/run-0``, its masks ``mask-LABEL/`` and cached baselines
@@ -17,7 +17,9 @@ correctly classified validation AD sessions), for each ROI of the truth it print
   truth (what the voxel AUC averages, ROI by ROI).
 
 For a cohort whose truth is a voxel map (blobs), an ROI's voxels are those of the ROI
-that the truth holds. Round 28 (docs/mask_levers.md) read the atlas-ROI cohorts with it.
+that the truth holds. ``--figure`` draws the first cohort's truth and maps side by side,
+coronal slices, each scaled to its maximum. Round 28 (docs/mask_levers.md) read the
+atlas-ROI cohorts with it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,29 @@ def relevance(folder: Path, name: str) -> np.ndarray:
     if name.startswith("mask-"):
         return 1.0 - load_volume(folder / name / "mask.nii.gz")[0]
     return np.abs(np.load(folder / f"{name}.npy"))
+
+
+LABELS = {
+    "mask-group": "group mask (default)",
+    "baseline_roi_ablation_healthy": "ROI ablation, healthy reference",
+    "baseline_integrated_gradients_healthy": "integrated gradients, healthy reference",
+    "baseline_occlusion_healthy": "occlusion, healthy reference",
+}
+
+
+def figure(folder: Path, names: list[str], out: Path) -> None:
+    """The truth and each map of ``folder`` in rows of coronal slices (1 − m scale:
+    each map divided by its maximum)."""
+    from neuromask.figures.masks import plot_mask_rows
+    from neuromask.io.nifti import load_volume
+
+    truth, grid = load_volume(folder / "synth" / "ground_truth" / "atrophy_map.nii.gz")
+    rows = [("ground truth (atrophy map)", truth)] + [
+        (LABELS.get(n, n), relevance(folder, n)) for n in names
+    ]
+    scaled = [(label, 1.0 - m / max(float(m.max()), 1e-12)) for label, m in rows]
+    plot_mask_rows(scaled, grid, out, title=f"{folder.name}: the truth and each map")
+    print(f"figure: {out}")
 
 
 def report(folder: Path, names: list[str]) -> None:
@@ -96,10 +121,14 @@ def main() -> None:
         help="comma-separated: mask-LABEL folders and baseline_METHOD[_healthy] caches",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--figure", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    names = [n for n in args.maps.split(",") if n]
     for folder in args.cohorts:
-        report(folder, [n for n in args.maps.split(",") if n])
+        report(folder, names)
+    if args.figure is not None:
+        figure(args.cohorts[0], names, args.figure)
 
 
 if __name__ == "__main__":
