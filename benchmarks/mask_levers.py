@@ -13,8 +13,9 @@ P(AD) (with the mask's own fill, with mu = 1 and with healthy tissue, see
 :mod:`neuromask.explain.reference`), wall time and the process's CPU time (``cpu_seconds``:
 a CPU taken by another tenant of the machine does not inflate it, so a rule's time bar is
 judged on it). ``--baselines`` adds occlusion (cubes of 24 mm),
-integrated gradients and ROI ablation (run once per cohort, cached in the cohort
-folder). The cohorts used here must not be those of the reported suite.
+integrated gradients and ROI ablation, each with mu = 1 and with each session's healthy
+version as its reference (run once per cohort, cached in the cohort folder). The
+cohorts used here must not be those of the reported suite.
 """
 
 from __future__ import annotations
@@ -199,20 +200,30 @@ def _baseline_rows(cohort, trained, x_val, images, brain, atlas, truth, healthy)
     # voxels at 3 mm, 16 at 1.5 mm)
     window = max(1, round(24 / float(np.mean(atlas.grid.voxel_size))))
     rows = []
-    for method in BASELINES:
-        cache = cohort / f"baseline_{method}_{images}_w{window}.npy"
+    # each with mu = 1 and with each session's healthy version (round 28: the default
+    # masks' own fill; image i with CN session i mod K, as the healthy curves pair them)
+    for method, fill in [(m, f) for f in ("", "_healthy") for m in BASELINES]:
+        cache = cohort / f"baseline_{method}{fill}_{images}_w{window}.npy"
+        reference = healthy.paired(x_val, range(len(x_val))) if fill else None
         tic, cpu = time.perf_counter(), time.process_time()
         if cache.is_file():
             relevance = np.load(cache)
             seconds = cpu_seconds = float("nan")
         else:
-            maps = attribute(method, trained.model, x_val, atlas_labels=atlas.labels, window=window)
+            maps = attribute(
+                method,
+                trained.model,
+                x_val,
+                reference=reference,
+                atlas_labels=atlas.labels,
+                window=window,
+            )
             relevance = maps.abs().mean(0)[0].numpy()
             seconds, cpu_seconds = time.perf_counter() - tic, time.process_time() - cpu
             np.save(cache, relevance)
         row = {
             "cohort": cohort.name,
-            "method": method,
+            "method": method + (" (healthy reference)" if fill else ""),
             **score_map(relevance, trained.model, x_val, brain, atlas, truth, healthy),
             "p_ad_masked": float("nan"),
             "seconds": seconds,
