@@ -91,14 +91,14 @@ class MaskConfig:
     nothing was tuned on, it beat the mu = 1 mask at 5 % (the defaults before) on voxel
     AUC (0.865 against 0.836), ROI precision (0.65 against 0.47), mass (0.45 against
     0.27), coherence, and insertion from the healthy version (0.91 against 0.81, the
-    best of every method; README). The fine stage (round 6) then raised the suite's
+    best of every method; docs/suite_history.md). The fine stage (round 6) then raised the suite's
     mass from 0.45 to 0.59 and the voxel AUC from 0.865 to 0.885, and brought the
     masked P(AD) with healthy tissue from 0.29 to 0.015, at a lower cost (20 + 10
     epochs against 40), for a slightly lower ROI precision (0.63 against 0.65) and
     coherence (0.94 against 0.98). ``refine_epochs = 0`` (preset ``group-coarse``, at
     most 40 epochs, with the coarse smoothness weight of 1e-3 it was measured with)
     turns it off. Round 7 lowered the coarse smoothness weight to 1e-4 and the fine one
-    to 2e-3, and put back the fine stage's specks (README's suite). Round 9 bounded the
+    to 2e-3, and put back the fine stage's specks (docs/suite_history.md). Round 9 bounded the
     fine stage's region to the coarse mask's core (``refine_below = 0.5``) grown by two
     voxels (``refine_dilation = 2``; preset ``group-wide`` keeps round 8's 0.95 and 1):
     on the suite, mass 0.64 against 0.46 and coherence 0.96 against 0.92. Preset
