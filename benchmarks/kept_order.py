@@ -27,13 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from mask_levers import score_map
+from mask_levers import open_cohort, score_map
 from scipy import ndimage
-
-from neuromask.explain.reference import HealthyReference
-from neuromask.io.atlas import load_aal2
-from neuromask.jobs.trained_model import TrainedModel, brain_mask_of
-from neuromask.metrics.localization import read_ground_truth
 
 SCORES = (
     "voxel_auc",
@@ -58,14 +53,7 @@ def with_tail(m: np.ndarray, brain: np.ndarray, length: float, depth: float) -> 
 
 
 def cohort_rows(cohort: Path, pattern: str, tails: list[tuple[float, float]]) -> list[dict]:
-    trained = TrainedModel.open(cohort / "models" / "split-0" / "run-0", "cpu")
-    caps = cohort / "synth" / "caps"
-    train = trained.ad_sessions(caps, cohort / "split" / "split-0" / "train.tsv", progress=False)
-    val = trained.ad_sessions(caps, cohort / "split" / "split-0" / "validation.tsv", progress=False)
-    grid = train.data.grid
-    atlas, truth = load_aal2(grid), read_ground_truth(cohort / "synth" / "ground_truth", grid)
-    brain = brain_mask_of(train.data.images)
-    healthy = HealthyReference(trained.training_cn_sessions(), trained.device)
+    trained, _, val, atlas, truth, brain, healthy = open_cohort(cohort)
     rows = []
     for path in sorted(cohort.glob(pattern)):
         m = np.load(path).squeeze().astype(np.float64)

@@ -101,23 +101,32 @@ def score_map(relevance, model, val, brain, atlas, truth, healthy=None) -> dict[
     }
 
 
-def run_cohort(
-    cohort: Path, settings, images: int, baselines: bool, train_images: int = 0
-) -> list[dict]:
-    run = cohort / "models" / "split-0" / "run-0"
-    trained = TrainedModel.open(run, "cpu")
-    caps = cohort / "synth" / "caps"
-    train = trained.ad_sessions(caps, cohort / "split" / "split-0" / "train.tsv", progress=False)
-    val = trained.ad_sessions(caps, cohort / "split" / "split-0" / "validation.tsv", progress=False)
+def open_cohort(cohort: Path):
+    """A tuning cohort's trained CNN, its training and validation AD sessions, the AAL2
+    atlas and ground truth on its grid, its brain mask and its healthy reference (the
+    CNN's CN training sessions)."""
+    trained = TrainedModel.open(cohort / "models" / "split-0" / "run-0", "cpu")
+    caps, split = cohort / "synth" / "caps", cohort / "split" / "split-0"
+    train = trained.ad_sessions(caps, split / "train.tsv", progress=False)
+    val = trained.ad_sessions(caps, split / "validation.tsv", progress=False)
     grid = train.data.grid
     atlas = load_aal2(grid)
     truth = read_ground_truth(cohort / "synth" / "ground_truth", grid)
     brain = brain_mask_of(train.data.images)
+    healthy = HealthyReference(trained.training_cn_sessions(), trained.device)
+    return trained, train, val, atlas, truth, brain, healthy
+
+
+def run_cohort(
+    cohort: Path, settings, images: int, baselines: bool, train_images: int = 0
+) -> list[dict]:
+    trained, train, val, atlas, truth, brain, healthy = open_cohort(cohort)
     references = {
-        "cn_mean": cn_reference(trained, caps, cohort / "split" / "split-0" / "train.tsv"),
-        "healthy": trained.training_cn_sessions(),
+        "cn_mean": cn_reference(
+            trained, cohort / "synth" / "caps", cohort / "split" / "split-0" / "train.tsv"
+        ),
+        "healthy": healthy.sessions[:, 0].cpu().numpy(),
     }
-    healthy = HealthyReference(references["healthy"], trained.device)
     x_val = val.images[:images]
     x_train = train.images[:train_images] if train_images else train.images
     rows = []
